@@ -1,0 +1,177 @@
+"""The shim: a tiny supervisor that runs one replica and outlives the server.
+
+Run as ``python -S -I shim.py REPLICA_DIR START_FD`` (standard library only, no site
+packages, so it starts in a few milliseconds). It
+
+1. reads ``launch.json`` (argv, env, cwd, grace) from REPLICA_DIR and writes ``shim.json``;
+2. starts the command in its own session and process group, stdout and stderr appended to
+   ``log``; ``child.json`` records the pid;
+3. writes one line to START_FD (``ok`` or ``error ...``) so the launcher knows the replica
+   started, then closes it;
+4. on SIGTERM/SIGINT forwards SIGTERM to the command's process group and, after the grace
+   period, SIGKILL;
+5. when the command exits, kills what is left of its process group (as a container's
+   processes all end with it) and writes ``exit.json`` atomically: the outcome survives
+   a server that is down at that moment.
+
+The launcher holds an exclusive ``flock`` on ``lock`` before it starts the shim and passes
+the locked descriptor on; the shim holds it until it exits. "Lock held" therefore means
+"a shim for this replica is alive", with no race and no confusion from reused PIDs.
+"""
+
+import errno
+import json
+import os
+import signal
+import sys
+import time
+
+_state = {"stop_requested": False, "child": 0, "grace": 30.0}
+
+
+def _write_json(path, value):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(value, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _on_term(signum, frame):
+    child = _state["child"]
+    if _state["stop_requested"] or not child:
+        return
+    _state["stop_requested"] = True
+    try:
+        os.killpg(child, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, _state["grace"]))
+
+
+def _on_alarm(signum, frame):
+    child = _state["child"]
+    if child:
+        try:
+            os.killpg(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _spawn(argv, env, cwd, log_fd):
+    """fork+exec with a close-on-exec pipe that carries the exec error, as subprocess does."""
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(err_r)
+            os.setsid()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            if cwd:
+                os.chdir(cwd)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.execvpe(argv[0], argv, env)
+        except OSError as exc:
+            code = exc.errno or 1
+            message = f"{exc.strerror}: {argv[0]}"
+            try:
+                os.write(err_w, json.dumps({"errno": code, "message": message}).encode())
+            finally:
+                os._exit(127 if code == errno.ENOENT else 126)
+        except BaseException:
+            os._exit(126)
+    os.close(err_w)
+    data = b""
+    while True:
+        part = os.read(err_r, 4096)
+        if not part:
+            break
+        data += part
+    os.close(err_r)
+    if data:
+        os.waitpid(pid, 0)
+        return 0, json.loads(data.decode())
+    return pid, None
+
+
+def main():
+    replica_dir, start_fd = sys.argv[1], int(sys.argv[2])
+    with open(os.path.join(replica_dir, "launch.json")) as fh:
+        launch = json.load(fh)
+    _state["grace"] = float(launch.get("grace", 30.0))
+    started = time.time()
+    _write_json(os.path.join(replica_dir, "shim.json"), {"pid": os.getpid(), "startedAt": started})
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, _on_term)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    log_fd = os.open(os.path.join(replica_dir, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    pid, error = _spawn(launch["argv"], launch["env"], launch.get("cwd"), log_fd)
+    exit_path = os.path.join(replica_dir, "exit.json")
+    if error is not None:
+        os.write(log_fd, f"lumiflow: cannot start {launch['argv'][0]!r}: {error['message']}\n".encode())
+        os.close(log_fd)
+        code = 127 if error["errno"] == errno.ENOENT else 126
+        _write_json(
+            exit_path,
+            {"exitCode": code, "reason": "StartError", "message": error["message"],
+             "startedAt": started, "finishedAt": time.time()},
+        )
+        os.write(start_fd, b"ok\n")
+        os.close(start_fd)
+        return
+    os.close(log_fd)
+    _state["child"] = pid
+    _write_json(os.path.join(replica_dir, "child.json"), {"pid": pid, "pgid": pid, "startedAt": started})
+    try:
+        os.write(start_fd, b"ok\n")
+        os.close(start_fd)
+    except OSError:
+        pass  # the launcher is gone; the replica runs on regardless
+    # A stop request that arrived before the child existed.
+    if os.path.exists(os.path.join(replica_dir, "stop")):
+        _on_term(signal.SIGTERM, None)
+
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            status = 0
+            break
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # leftovers of the replica's process group
+    except (ProcessLookupError, PermissionError):
+        pass
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        code = 128 + sig
+        message = f"killed by signal {sig} ({signal.Signals(sig).name})"
+    else:
+        code = os.WEXITSTATUS(status)
+        message = f"exited with code {code}"
+    if _state["stop_requested"]:
+        reason = "Stopped"
+    elif code == 0:
+        reason = "Completed"
+    elif os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+        reason = "Killed"
+    else:
+        reason = "Error"
+    _write_json(
+        exit_path,
+        {"exitCode": code, "reason": reason, "message": message, "startedAt": started,
+         "finishedAt": time.time()},
+    )
+
+
+if __name__ == "__main__":
+    main()

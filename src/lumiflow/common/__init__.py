@@ -1,0 +1,1 @@
+"""Shared foundations: errors, settings, quantities, manifest parsing, time helpers."""

@@ -1,0 +1,214 @@
+"""The kinds lumiflow serves: names, plurals, short names, schemas and conversions.
+
+A document is turned into a stored object in one place, :func:`prepare`: it finds the kind
+(by apiVersion and kind, including Kubeflow's external shapes, which are converted to a
+lumiflow kind), validates it, normalises the spec (defaults filled in, so that applying the
+same file twice is a no-op) and says which profile it belongs to.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lumiflow.common.errors import NotFound, ValidationFailed
+from lumiflow.resources.meta import ResourceModel
+from lumiflow.resources.profile import Profile
+from lumiflow.resources.trainingjob import TrainingJob
+from lumiflow.resources.trainingjob import check_update as trainingjob_check_update
+from lumiflow.resources.workload import OWNER_FINALIZER, Workload
+from lumiflow.store.model import StoredObject
+
+Converter = Callable[[dict[str, Any]], dict[str, Any]]
+UpdateCheck = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    kind: str
+    plural: str
+    model: type[ResourceModel]
+    api_version: str = "lumiflow.dev/v1"
+    short_names: tuple[str, ...] = ()
+    namespaced: bool = True
+    #: Users may create, update and delete it (Workloads are written by controllers only).
+    user_writable: bool = True
+    #: Finalizers put on every new object, removed by its controller once cleaned up.
+    finalizers: tuple[str, ...] = ()
+    has_logs: bool = False
+    #: Raises ValueError(field) if an update changes an immutable field.
+    check_update: UpdateCheck | None = None
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "apiVersion": self.api_version,
+            "plural": self.plural,
+            "singular": self.singular,
+            "shortNames": list(self.short_names),
+            "namespaced": self.namespaced,
+            "writable": self.user_writable,
+            "logs": self.has_logs,
+        }
+
+
+@dataclass
+class KindRegistry:
+    kinds: dict[str, KindInfo] = field(default_factory=dict)
+    #: (apiVersion, kind) of a document -> (lumiflow kind, converter)
+    external: dict[tuple[str, str], tuple[str, Converter | None]] = field(default_factory=dict)
+
+    def add(self, info: KindInfo, *, also_accept: tuple[str, ...] = ()) -> None:
+        self.kinds[info.kind] = info
+        self.external[(info.api_version, info.kind)] = (info.kind, None)
+        for api_version in also_accept:
+            self.external[(api_version, info.kind)] = (info.kind, None)
+
+    def add_external(self, api_version: str, kind: str, target: str, converter: Converter) -> None:
+        self.external[(api_version, kind)] = (target, converter)
+
+    def resolve(self, name: str) -> KindInfo:
+        """Finds a kind by kind name, plural, singular or short name (any case)."""
+        wanted = name.lower()
+        for info in self.kinds.values():
+            if wanted in (info.kind.lower(), info.plural, info.singular, *info.short_names):
+                return info
+        known = ", ".join(sorted(i.plural for i in self.kinds.values()))
+        raise NotFound(f"unknown kind {name!r} (known: {known})", field="kind")
+
+    def by_plural(self, plural: str) -> KindInfo:
+        for info in self.kinds.values():
+            if info.plural == plural:
+                return info
+        raise NotFound(f"unknown resource type {plural!r}")
+
+
+def default_registry() -> KindRegistry:
+    reg = KindRegistry()
+    reg.add(
+        KindInfo(kind="Profile", plural="profiles", model=Profile, short_names=("prof",), namespaced=False),
+        also_accept=("kubeflow.org/v1", "kubeflow.org/v1beta1"),
+    )
+    reg.add(
+        KindInfo(
+            kind="TrainingJob",
+            plural="trainingjobs",
+            model=TrainingJob,
+            short_names=("tj", "job", "jobs"),
+            finalizers=(OWNER_FINALIZER,),
+            has_logs=True,
+            check_update=trainingjob_check_update,
+        )
+    )
+    reg.add(
+        KindInfo(
+            kind="Workload",
+            plural="workloads",
+            model=Workload,
+            short_names=("wl",),
+            user_writable=False,
+            has_logs=True,
+        )
+    )
+    return reg
+
+
+@dataclass(frozen=True)
+class Prepared:
+    info: KindInfo
+    model: ResourceModel
+    obj: StoredObject
+    #: The resourceVersion the client sent (for optimistic concurrency on update).
+    resource_version: int | None
+
+
+_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def generate_suffix(length: int = 5) -> str:
+    return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(length))
+
+
+def prepare(
+    registry: KindRegistry,
+    doc: dict[str, Any],
+    *,
+    profile: str | None = None,
+    name: str | None = None,
+) -> Prepared:
+    """Validates a user's document and turns it into the object to store.
+
+    ``profile`` (from the URL or ``-p``) overrides ``metadata.namespace``; ``name`` (from
+    the URL) must match ``metadata.name`` when both are given. Raises ValidationFailed
+    naming the field.
+    """
+    if not isinstance(doc, dict):
+        raise ValidationFailed("a manifest must be a mapping with apiVersion, kind, metadata and spec")
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    if not isinstance(api_version, str) or not api_version:
+        raise ValidationFailed("apiVersion is required", field="apiVersion")
+    if not isinstance(kind, str) or not kind:
+        raise ValidationFailed("kind is required", field="kind")
+    target = registry.external.get((api_version, kind))
+    if target is None:
+        known_for_kind = sorted(a for (a, k) in registry.external if k == kind)
+        if known_for_kind:
+            raise ValidationFailed(
+                f"apiVersion {api_version!r} is not served for kind {kind}; use {', '.join(known_for_kind)}",
+                field="apiVersion",
+            )
+        kinds = sorted({k for (_, k) in registry.external})
+        raise ValidationFailed(f"unknown kind {kind!r} (known: {', '.join(kinds)})", field="kind")
+    target_kind, converter = target
+    info = registry.kinds[target_kind]
+    doc = dict(doc)
+    doc.pop("status", None)
+    if converter is not None:
+        doc = converter(doc)
+    doc["apiVersion"] = info.api_version
+    doc["kind"] = info.kind
+    if "spec" not in doc:
+        raise ValidationFailed("spec is required", field="spec")
+    model = info.model.parse(doc)
+    meta = model.metadata
+    resolved_name = meta.name
+    if name is not None:
+        if resolved_name is not None and resolved_name != name:
+            raise ValidationFailed(
+                f"metadata.name {resolved_name!r} does not match the name in the URL {name!r}",
+                field="metadata.name",
+            )
+        resolved_name = name
+    if resolved_name is None:
+        if meta.generateName:
+            resolved_name = f"{meta.generateName}{generate_suffix()}"
+        else:
+            raise ValidationFailed("metadata.name (or metadata.generateName) is required", field="metadata.name")
+    if info.namespaced:
+        resolved_profile = profile or meta.namespace
+        if not resolved_profile:
+            raise ValidationFailed(
+                "the profile is not known: set metadata.namespace or pass -p/--profile",
+                field="metadata.namespace",
+            )
+    else:
+        resolved_profile = ""
+    spec = model.model_dump(mode="json", exclude_none=True)["spec"]
+    obj = StoredObject(
+        kind=info.kind,
+        api_version=info.api_version,
+        profile=resolved_profile,
+        name=resolved_name,
+        spec=spec,
+        labels=dict(meta.labels),
+        annotations=dict(meta.annotations),
+        finalizers=list(info.finalizers),
+    )
+    return Prepared(info=info, model=model, obj=obj, resource_version=meta.resource_version)

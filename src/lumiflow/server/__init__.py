@@ -1,0 +1,1 @@
+"""The server face: HTTP API (and, later, the dashboard) over the platform."""

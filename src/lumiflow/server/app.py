@@ -1,0 +1,55 @@
+"""The HTTP application factory: ``create_app(platform)``, nothing built at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from lumiflow import __version__
+from lumiflow.server import errors
+from lumiflow.server.api import identity, resources, system
+from lumiflow.server.limits import BodySizeLimit
+from lumiflow.server.metrics import Metrics, MetricsMiddleware
+from lumiflow.server.platform import Platform
+from lumiflow.server.service import ResourceService
+
+
+def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
+    """Builds the API over ``platform``; with ``manage_lifecycle`` the app starts the
+    platform's loops on start-up and stops them on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            platform.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                platform.stop()
+
+    app = FastAPI(
+        title="lumiflow",
+        version=__version__,
+        description="A self-hostable, centralized machine-learning platform with Kubeflow's semantics.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.platform = platform
+    app.state.service = ResourceService(platform)
+    app.state.metrics = Metrics(platform)
+    errors.install(app)
+    app.include_router(system.router())
+    app.include_router(identity.router())
+    app.include_router(resources.apply_routes())
+    for info in platform.kinds.kinds.values():
+        if info.namespaced:
+            app.include_router(resources.namespaced_routes(info))
+        else:
+            app.include_router(resources.profile_routes(info))
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(BodySizeLimit, max_bytes=platform.settings.server.max_body_bytes)
+    return app

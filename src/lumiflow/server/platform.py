@@ -1,0 +1,211 @@
+"""The platform assembled: store, identity, clusters, scheduler and controllers, wired.
+
+``Platform(settings)`` builds everything from settings (no globals); ``start()`` re-attaches
+to running replicas and starts the loops; ``stop()`` stops the loops and leaves replicas
+running (they are re-attached at the next start).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+from lumiflow.auth import AccessPolicy, EmbeddedIdentity, personal_profile_name
+from lumiflow.auth.identity import Identity
+from lumiflow.clusters.set import ClusterSet
+from lumiflow.common.errors import AlreadyExists, LumiflowError, NotFound
+from lumiflow.common.quantity import parse_cpu, parse_memory
+from lumiflow.common.settings import Settings
+from lumiflow.controllers import ControllerManager, JobSettings, TrainingJobController, WorkloadController
+from lumiflow.resources import Membership, Profile, default_registry
+from lumiflow.resources.profile import PERSONAL_LABEL
+from lumiflow.scheduler import Scheduler
+from lumiflow.store import SQLStore, StoredObject
+from lumiflow.store.model import Change
+
+log = logging.getLogger(__name__)
+
+
+class ProfileCache:
+    """Profiles' memberships, kept current by store notifications (read on every request)."""
+
+    def __init__(self, store: SQLStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._members: dict[str, Membership] = {}
+        self._loaded = False
+        store.subscribe(self._on_change)
+
+    def _on_change(self, change: Change) -> None:
+        if change.kind == "Profile":
+            with self._lock:
+                self._loaded = False
+
+    def _load(self) -> None:
+        members: dict[str, Membership] = {}
+        for obj in self.store.list("Profile").items:
+            try:
+                members[obj.name] = Membership.of(Profile.parse(obj.to_manifest()).spec)
+            except LumiflowError:
+                continue
+        with self._lock:
+            self._members = members
+            self._loaded = True
+
+    def membership(self, profile: str) -> Membership | None:
+        with self._lock:
+            loaded = self._loaded
+        if not loaded:
+            self._load()
+        with self._lock:
+            return self._members.get(profile)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            loaded = self._loaded
+        if not loaded:
+            self._load()
+        with self._lock:
+            return sorted(self._members)
+
+
+class Platform:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        home = settings.home
+        home.mkdir(parents=True, exist_ok=True)
+        self.store = SQLStore(settings.database_url, pool_size=settings.database.pool_size)
+        try:
+            self.kinds = default_registry()
+            self.identity = EmbeddedIdentity(
+                store=self.store,
+                key_path=home / "keys" / "token-signing.pem",
+                issuer=settings.auth.issuer,
+                token_ttl=timedelta(days=settings.auth.token_ttl_days),
+            )
+            self.access = AccessPolicy(settings.auth.roles)
+            self.profiles = ProfileCache(self.store)
+            self._known_users: set[str] = set()
+            self._known_lock = threading.Lock()
+
+            self._workload_controller: WorkloadController | None = None
+            self.clusters = ClusterSet(settings.clusters, home=home, notify=self._on_backend_change)
+            ctl = settings.controllers
+            self.scheduler = Scheduler(store=self.store, clusters=self.clusters, resync=ctl.resync_seconds)
+            self.manager = ControllerManager(self.store, workers=ctl.workers_per_controller, resync=ctl.resync_seconds)
+            self._workload_controller = WorkloadController(
+                self.store, clusters=self.clusters, wake_scheduler=self.scheduler.wake
+            )
+            defaults = settings.replica_defaults
+            self.manager.add(self._workload_controller)
+            self.manager.add(
+                TrainingJobController(
+                    self.store,
+                    settings=JobSettings(
+                        public_url=settings.public_url,
+                        default_cpu=parse_cpu(defaults.cpu),
+                        default_memory=parse_memory(defaults.memory),
+                        grace_period_seconds=ctl.grace_period_seconds,
+                        restart_backoff_seconds=ctl.restart_backoff_seconds,
+                        restart_backoff_max=ctl.restart_backoff_max,
+                    ),
+                )
+            )
+            self.store.subscribe(self._wake_scheduler_on)
+        except Exception:
+            self.store.close()
+            raise
+        self._started = False
+
+    # --- wiring ------------------------------------------------------------------------
+
+    def _on_backend_change(self, cluster: str, gang_id: str) -> None:
+        if self._workload_controller is not None:
+            self._workload_controller.on_backend_change(cluster, gang_id)
+
+    def _wake_scheduler_on(self, change: Change) -> None:
+        if change.kind in ("Workload", "Profile"):
+            self.scheduler.wake()
+
+    # --- life ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.manager.start()
+        self.scheduler.start()
+        self.scheduler.wake()
+
+    def stop(self) -> None:
+        if not self._started:
+            self.clusters.close()
+            self.store.close()
+            return
+        self.scheduler.stop()
+        self.manager.stop()
+        self.clusters.close()
+        self.store.close()
+        self._started = False
+
+    # --- identity and profiles ------------------------------------------------------------
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.settings.home / "admin.token"
+
+    def bootstrap_admin(self) -> str | None:
+        """Creates the admin user on first start; returns the new token, else None."""
+        auth = self.settings.auth
+        try:
+            self.store.get_user(auth.admin_user)
+            return None
+        except NotFound:
+            pass
+        try:
+            self.store.create_user(auth.admin_user, [auth.admin_group])
+        except AlreadyExists:
+            return None
+        issued = self.identity.issue(auth.admin_user, [auth.admin_group], description="bootstrap admin token")
+        self.identity.refresh()
+        path = self.admin_token_path
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(issued.token + "\n")
+        return issued.token
+
+    def personal_profile(self, identity: Identity) -> str:
+        return personal_profile_name(identity.user)
+
+    def ensure_personal_profile(self, identity: Identity) -> None:
+        """Creates the caller's personal profile on their first request."""
+        with self._known_lock:
+            if identity.user in self._known_users:
+                return
+        name = self.personal_profile(identity)
+        if self.profiles.membership(name) is None:
+            spec = {
+                "owner": {"kind": "User", "name": identity.user},
+                "resourceQuotaSpec": {"hard": dict(self.settings.profiles.default_quota)},
+            }
+            obj = StoredObject(
+                kind="Profile",
+                api_version=Profile.API_VERSION,
+                profile="",
+                name=name,
+                spec=Profile.parse(
+                    {"apiVersion": Profile.API_VERSION, "kind": "Profile", "metadata": {"name": name}, "spec": spec}
+                ).spec.model_dump(mode="json", exclude_none=True),
+                labels={PERSONAL_LABEL: "true"},
+            )
+            try:
+                created = self.store.create(obj)
+                self.store.record_event(created, type="Normal", reason="Created",
+                                        message=f"personal profile of {identity.user}")
+            except AlreadyExists:
+                pass
+        with self._known_lock:
+            self._known_users.add(identity.user)

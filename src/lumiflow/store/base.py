@@ -1,0 +1,187 @@
+"""The store's contract. :class:`SQLStore` implements it on SQLite and PostgreSQL.
+
+Thread-safety: every method may be called from any thread; each call runs in its own
+transaction and either commits completely or changes nothing.
+
+Errors: :class:`~lumiflow.common.errors.NotFound`, :class:`AlreadyExists`,
+:class:`Conflict` (a stale ``expected_rv``), :class:`StoreUnavailable` (the database cannot
+be reached; callers may retry). Driver exceptions never leave the store.
+
+Ownership of state: users own ``spec``, labels and annotations (through the API);
+controllers own ``status`` and finalizers. Every write increments ``resource_version``; a
+write of ``spec`` also increments ``generation`` (as Kubernetes does), so a controller can
+tell a new desired state from its own status writes.
+
+Notifications: after a commit, every subscriber is called with a :class:`Change`, in the
+committing thread. Subscribers must be quick and must not raise (they enqueue work).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from lumiflow.store.model import Change, Event, ListResult, StoredObject, Token, User
+from lumiflow.store.selectors import Selector
+
+Subscriber = Callable[[Change], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusWrite:
+    """One status write in a batch (see :meth:`ResourceStore.update_status_many`)."""
+
+    kind: str
+    profile: str
+    name: str
+    status: dict[str, Any]
+    expected_rv: int | None = None
+
+
+class ResourceStore(ABC):
+    # --- resources ---------------------------------------------------------------
+
+    @abstractmethod
+    def create(self, obj: StoredObject) -> StoredObject:
+        """Inserts ``obj``; assigns uid, resource_version 1, generation 1 and timestamps.
+
+        Raises AlreadyExists if (kind, profile, name) is taken. Not idempotent.
+        """
+
+    @abstractmethod
+    def get(self, kind: str, profile: str, name: str) -> StoredObject:
+        """Raises NotFound."""
+
+    @abstractmethod
+    def get_by_uid(self, uid: str) -> StoredObject:
+        """Raises NotFound."""
+
+    @abstractmethod
+    def list(
+        self,
+        kind: str,
+        *,
+        profile: str | None = None,
+        profiles: Sequence[str] | None = None,
+        selector: Selector | None = None,
+        phases: Iterable[str] | None = None,
+        owner_uid: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> ListResult:
+        """Objects of ``kind`` ordered by (profile, name), filtered by the arguments given.
+
+        ``profile`` narrows to one profile, ``profiles`` to several (an empty list matches
+        nothing). ``phases`` matches ``status.phase``; the empty string matches objects with
+        no phase yet. Pagination is by keyset: a page never repeats or skips an object that
+        exists for the whole listing. Raises BadRequest for a malformed continue token.
+        """
+
+    @abstractmethod
+    def count(self, kind: str, *, phases: Iterable[str] | None = None) -> dict[str, int]:
+        """Number of objects of ``kind`` per phase (``""`` for none)."""
+
+    @abstractmethod
+    def update(self, obj: StoredObject, *, expected_rv: int | None = None) -> StoredObject:
+        """Replaces spec, labels, annotations, owner references, finalizers and
+        deletion_timestamp of the stored object named by ``obj``.
+
+        ``expected_rv`` (or ``obj.resource_version`` when None and non-zero) must equal
+        the stored version, else Conflict. Status is left as stored. If the write leaves a
+        deleting object without finalizers, the object is removed.
+        """
+
+    @abstractmethod
+    def update_status(
+        self,
+        kind: str,
+        profile: str,
+        name: str,
+        status: dict[str, Any],
+        *,
+        expected_rv: int | None = None,
+    ) -> StoredObject:
+        """Replaces status. ``expected_rv`` None means last writer wins (for the one
+        controller that owns the status). Raises NotFound, Conflict."""
+
+    @abstractmethod
+    def update_status_many(self, writes: Sequence[StatusWrite]) -> list[StoredObject | None]:
+        """Applies several status writes in one transaction (the scheduler's admissions).
+
+        A write whose object is gone or whose expected_rv is stale is skipped and
+        reported as None in its position; the others commit.
+        """
+
+    @abstractmethod
+    def request_delete(self, kind: str, profile: str, name: str) -> StoredObject | None:
+        """Deletes the object, or, when it has finalizers, marks it with a
+        deletion_timestamp and returns it. Idempotent on a deleting object. NotFound."""
+
+    @abstractmethod
+    def purge(self, kind: str, profile: str, name: str) -> None:
+        """Removes the row whatever its finalizers. For garbage collection only."""
+
+    # --- events ------------------------------------------------------------------
+
+    @abstractmethod
+    def record_event(
+        self, obj: StoredObject, *, type: str, reason: str, message: str
+    ) -> Event:
+        """Adds an event about ``obj``; an event equal in (type, reason, message) to the
+        object's latest one increments that event's count instead."""
+
+    @abstractmethod
+    def list_events(self, *, uid: str, limit: int = 200) -> list[Event]:
+        """Events of the object with ``uid``, oldest first."""
+
+    # --- users and tokens ----------------------------------------------------------
+
+    @abstractmethod
+    def create_user(self, name: str, groups: list[str]) -> User:
+        """Raises AlreadyExists."""
+
+    @abstractmethod
+    def update_user(self, name: str, groups: list[str]) -> User:
+        """Raises NotFound."""
+
+    @abstractmethod
+    def get_user(self, name: str) -> User:
+        """Raises NotFound."""
+
+    @abstractmethod
+    def list_users(self) -> list[User]: ...
+
+    @abstractmethod
+    def delete_user(self, name: str) -> None:
+        """Deletes the user and revokes all their tokens. Raises NotFound."""
+
+    @abstractmethod
+    def add_token(
+        self, *, token_id: str, user: str, description: str, issued_at: datetime, expires_at: datetime | None
+    ) -> Token: ...
+
+    @abstractmethod
+    def get_token(self, token_id: str) -> Token:
+        """Raises NotFound."""
+
+    @abstractmethod
+    def list_tokens(self, *, user: str | None = None) -> list[Token]: ...
+
+    @abstractmethod
+    def revoke_token(self, token_id: str) -> Token:
+        """Idempotent. Raises NotFound."""
+
+    @abstractmethod
+    def revoked_token_ids(self) -> set[str]:
+        """Ids of every revoked token (the auth layer caches them)."""
+
+    # --- notifications and lifecycle ------------------------------------------------
+
+    @abstractmethod
+    def subscribe(self, callback: Subscriber) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...

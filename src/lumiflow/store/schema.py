@@ -1,0 +1,105 @@
+"""Tables, as SQLAlchemy Core. Migrations under ``migrations/versions`` create them; this
+module describes the head schema for queries. Keep the two in step: the store suite
+creates its databases through the migrations and exercises every column."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python whatever the database keeps (SQLite keeps naive text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def json_type() -> Any:
+    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+metadata = sa.MetaData()
+
+resources = sa.Table(
+    "resources",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("uid", sa.String(36), nullable=False, unique=True),
+    sa.Column("kind", sa.String(63), nullable=False),
+    sa.Column("api_version", sa.String(128), nullable=False),
+    sa.Column("profile", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(253), nullable=False),
+    sa.Column("labels", json_type(), nullable=False),
+    sa.Column("annotations", json_type(), nullable=False),
+    sa.Column("owner_references", json_type(), nullable=False),
+    sa.Column("owner_uid", sa.String(36), nullable=True),
+    sa.Column("finalizers", json_type(), nullable=False),
+    sa.Column("spec", json_type(), nullable=False),
+    sa.Column("status", json_type(), nullable=False),
+    sa.Column("phase", sa.String(32), nullable=False, server_default=""),
+    sa.Column("resource_version", sa.BigInteger(), nullable=False),
+    sa.Column("generation", sa.BigInteger(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("deletion_timestamp", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("kind", "profile", "name", name="uq_resources_kind_profile_name"),
+    sa.Index("ix_resources_kind_phase", "kind", "phase"),
+    sa.Index("ix_resources_owner_uid", "owner_uid"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("object_uid", sa.String(36), nullable=False),
+    sa.Column("kind", sa.String(63), nullable=False),
+    sa.Column("profile", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(253), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(128), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("count", sa.Integer(), nullable=False),
+    sa.Column("first_timestamp", UTCDateTime(), nullable=False),
+    sa.Column("last_timestamp", UTCDateTime(), nullable=False),
+    sa.Index("ix_events_object_uid_id", "object_uid", "id"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(253), primary_key=True),
+    sa.Column("groups", json_type(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("user_name", sa.String(253), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("issued_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_tokens_user_name", "user_name"),
+)

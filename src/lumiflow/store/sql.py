@@ -1,0 +1,562 @@
+"""The store on SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL by configuration.
+
+SQLite notes: write transactions start with ``BEGIN IMMEDIATE`` so that two writers queue
+on the busy timeout instead of failing on a lock upgrade; reads use deferred transactions,
+which WAL lets run beside a writer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from lumiflow.common.errors import AlreadyExists, BadRequest, Conflict, NotFound, StoreUnavailable
+from lumiflow.common.timeutil import utcnow
+from lumiflow.store import schema
+from lumiflow.store.base import ResourceStore, StatusWrite, Subscriber
+from lumiflow.store.migrate import ensure_schema
+from lumiflow.store.model import Change, Event, ListResult, StoredObject, Token, User
+from lumiflow.store.selectors import Selector
+
+_R = schema.resources
+
+
+def make_engine(url: str, *, pool_size: int = 8) -> sa.Engine:
+    """An engine configured for lumiflow's access pattern (many short transactions)."""
+    if url.startswith("sqlite"):
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+        )
+
+        @sa_event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa_event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            write = conn.get_execution_options().get("lumiflow_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+
+
+def _encode_continue(profile: str, name: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([profile, name]).encode()).decode()
+
+
+def _decode_continue(token: str) -> tuple[str, str]:
+    try:
+        profile, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not isinstance(profile, str) or not isinstance(name, str):
+            raise ValueError
+        return profile, name
+    except (ValueError, TypeError) as exc:
+        raise BadRequest("continue token is not valid", field="continue") from exc
+
+
+def _row_to_object(row: Any) -> StoredObject:
+    return StoredObject(
+        kind=row.kind,
+        api_version=row.api_version,
+        profile=row.profile,
+        name=row.name,
+        spec=row.spec,
+        status=row.status,
+        labels=row.labels,
+        annotations=row.annotations,
+        owner_references=row.owner_references,
+        finalizers=row.finalizers,
+        uid=row.uid,
+        resource_version=row.resource_version,
+        generation=row.generation,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        deletion_timestamp=row.deletion_timestamp,
+    )
+
+
+def _phase_of(status: dict[str, Any]) -> str:
+    phase = status.get("phase")
+    return phase[:32] if isinstance(phase, str) else ""
+
+
+class SQLStore(ResourceStore):
+    def __init__(self, url: str, *, pool_size: int = 8, create_schema: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size)
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+        try:
+            ensure_schema(self.engine, create_if_empty=create_schema)
+        except OperationalError as exc:
+            raise StoreUnavailable(f"cannot reach the database: {exc.orig}") from exc
+        except Exception:
+            self.engine.dispose()
+            raise
+
+    # --- sessions ----------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[tuple[sa.Connection, list[Change]]]:
+        """One write transaction; changes are announced after a successful commit only."""
+        changes: list[Change] = []
+        try:
+            with self.engine.connect().execution_options(lumiflow_write=True) as conn, conn.begin():
+                yield conn, changes
+        except IntegrityError as exc:
+            raise AlreadyExists(f"already exists: {exc.orig}") from exc
+        except OperationalError as exc:
+            raise StoreUnavailable(f"database error: {exc.orig}") from exc
+        except DBAPIError as exc:
+            raise StoreUnavailable(f"database error: {exc.orig}") from exc
+        self._announce(changes)
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreUnavailable(f"database error: {exc.orig}") from exc
+        except DBAPIError as exc:
+            raise StoreUnavailable(f"database error: {exc.orig}") from exc
+
+    def _announce(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        for change in changes:
+            for callback in list(self._subscribers):
+                try:
+                    callback(change)
+                except Exception:  # pragma: no cover - subscribers must not raise
+                    import logging
+
+                    logging.getLogger(__name__).exception("store subscriber failed")
+
+    def subscribe(self, callback: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.append(callback)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- resources ---------------------------------------------------------------
+
+    def create(self, obj: StoredObject) -> StoredObject:
+        now = utcnow()
+        created = obj.copy(
+            uid=obj.uid or str(uuid.uuid4()),
+            resource_version=1,
+            generation=1,
+            created_at=now,
+            updated_at=now,
+            deletion_timestamp=None,
+        )
+        with self._write() as (conn, changes):
+            exists = conn.execute(
+                sa.select(_R.c.id).where(
+                    _R.c.kind == obj.kind, _R.c.profile == obj.profile, _R.c.name == obj.name
+                )
+            ).first()
+            if exists:
+                where = f" in profile {obj.profile}" if obj.profile else ""
+                raise AlreadyExists(f"{obj.kind} {obj.name!r} already exists{where}", field="metadata.name")
+            conn.execute(
+                _R.insert().values(
+                    uid=created.uid,
+                    kind=created.kind,
+                    api_version=created.api_version,
+                    profile=created.profile,
+                    name=created.name,
+                    labels=created.labels,
+                    annotations=created.annotations,
+                    owner_references=created.owner_references,
+                    owner_uid=created.owner_uid,
+                    finalizers=created.finalizers,
+                    spec=created.spec,
+                    status=created.status,
+                    phase=_phase_of(created.status),
+                    resource_version=1,
+                    generation=1,
+                    created_at=now,
+                    updated_at=now,
+                    deletion_timestamp=None,
+                )
+            )
+            changes.append(self._change(created, "created"))
+        return created
+
+    @staticmethod
+    def _change(obj: StoredObject, type_: str) -> Change:
+        return Change(obj.kind, obj.profile, obj.name, obj.uid, obj.owner_uid, type_)
+
+    def _select_one(self, conn: sa.Connection, kind: str, profile: str, name: str) -> StoredObject:
+        row = conn.execute(
+            sa.select(_R).where(_R.c.kind == kind, _R.c.profile == profile, _R.c.name == name)
+        ).first()
+        if row is None:
+            where = f" in profile {profile}" if profile else ""
+            raise NotFound(f"{kind} {name!r} not found{where}")
+        return _row_to_object(row)
+
+    def get(self, kind: str, profile: str, name: str) -> StoredObject:
+        with self._read() as conn:
+            return self._select_one(conn, kind, profile, name)
+
+    def get_by_uid(self, uid: str) -> StoredObject:
+        with self._read() as conn:
+            row = conn.execute(sa.select(_R).where(_R.c.uid == uid)).first()
+        if row is None:
+            raise NotFound(f"object with uid {uid} not found")
+        return _row_to_object(row)
+
+    def list(
+        self,
+        kind: str,
+        *,
+        profile: str | None = None,
+        profiles: Sequence[str] | None = None,
+        selector: Selector | None = None,
+        phases: Iterable[str] | None = None,
+        owner_uid: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> ListResult:
+        query = sa.select(_R).where(_R.c.kind == kind)
+        if profile is not None:
+            query = query.where(_R.c.profile == profile)
+        if profiles is not None:
+            if not profiles:
+                return ListResult([])
+            query = query.where(_R.c.profile.in_(list(profiles)))
+        if phases is not None:
+            query = query.where(_R.c.phase.in_(list(phases)))
+        if owner_uid is not None:
+            query = query.where(_R.c.owner_uid == owner_uid)
+        if continue_token:
+            after_profile, after_name = _decode_continue(continue_token)
+            query = query.where(
+                sa.or_(
+                    _R.c.profile > after_profile,
+                    sa.and_(_R.c.profile == after_profile, _R.c.name > after_name),
+                )
+            )
+        query = query.order_by(_R.c.profile, _R.c.name)
+        wanted = limit if limit and limit > 0 else None
+        items: list[StoredObject] = []
+        chunk = 500 if selector is not None and not selector.empty else (wanted + 1 if wanted else None)
+        with self._read() as conn:
+            if chunk is None:
+                items = [_row_to_object(r) for r in conn.execute(query)]
+            else:
+                last: tuple[str, str] | None = None
+                while True:
+                    page_query = query
+                    if last is not None:
+                        page_query = page_query.where(
+                            sa.or_(
+                                _R.c.profile > last[0],
+                                sa.and_(_R.c.profile == last[0], _R.c.name > last[1]),
+                            )
+                        )
+                    rows = list(conn.execute(page_query.limit(chunk)))
+                    for row in rows:
+                        obj = _row_to_object(row)
+                        if selector is None or selector.matches(obj.labels):
+                            items.append(obj)
+                    if len(rows) < chunk or (wanted and len(items) > wanted):
+                        break
+                    last = (rows[-1].profile, rows[-1].name)
+        if wanted and len(items) > wanted:
+            items = items[:wanted]
+            return ListResult(items, _encode_continue(items[-1].profile, items[-1].name))
+        return ListResult(items)
+
+    def count(self, kind: str, *, phases: Iterable[str] | None = None) -> dict[str, int]:
+        query = sa.select(_R.c.phase, sa.func.count()).where(_R.c.kind == kind).group_by(_R.c.phase)
+        if phases is not None:
+            query = query.where(_R.c.phase.in_(list(phases)))
+        with self._read() as conn:
+            return {row[0]: int(row[1]) for row in conn.execute(query)}
+
+    def update(self, obj: StoredObject, *, expected_rv: int | None = None) -> StoredObject:
+        expected = expected_rv if expected_rv is not None else (obj.resource_version or None)
+        now = utcnow()
+        with self._write() as (conn, changes):
+            current = self._select_one(conn, obj.kind, obj.profile, obj.name)
+            if expected is not None and current.resource_version != expected:
+                raise Conflict(
+                    f"{obj.kind} {obj.name!r} was modified (resourceVersion {current.resource_version}, "
+                    f"you sent {expected}); get it again and retry",
+                    field="metadata.resourceVersion",
+                )
+            spec_changed = current.spec != obj.spec
+            deleting = obj.deletion_timestamp or current.deletion_timestamp
+            if deleting is not None and not obj.finalizers:
+                conn.execute(sa.delete(_R).where(_R.c.uid == current.uid))
+                changes.append(self._change(current, "deleted"))
+                return current.copy(finalizers=[], deletion_timestamp=deleting)
+            updated = current.copy(
+                spec=obj.spec,
+                labels=obj.labels,
+                annotations=obj.annotations,
+                owner_references=obj.owner_references,
+                finalizers=obj.finalizers,
+                deletion_timestamp=deleting,
+                resource_version=current.resource_version + 1,
+                generation=current.generation + (1 if spec_changed else 0),
+                updated_at=now,
+            )
+            result = conn.execute(
+                sa.update(_R)
+                .where(_R.c.uid == current.uid, _R.c.resource_version == current.resource_version)
+                .values(
+                    spec=updated.spec,
+                    labels=updated.labels,
+                    annotations=updated.annotations,
+                    owner_references=updated.owner_references,
+                    owner_uid=updated.owner_uid,
+                    finalizers=updated.finalizers,
+                    deletion_timestamp=updated.deletion_timestamp,
+                    resource_version=updated.resource_version,
+                    generation=updated.generation,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                raise Conflict(f"{obj.kind} {obj.name!r} was modified concurrently; retry")
+            changes.append(self._change(updated, "updated"))
+        return updated
+
+    def _write_status(
+        self, conn: sa.Connection, write: StatusWrite, changes: list[Change]
+    ) -> StoredObject:
+        current = self._select_one(conn, write.kind, write.profile, write.name)
+        if write.expected_rv is not None and current.resource_version != write.expected_rv:
+            raise Conflict(
+                f"{write.kind} {write.name!r} was modified (resourceVersion {current.resource_version}, "
+                f"expected {write.expected_rv})",
+                field="metadata.resourceVersion",
+            )
+        updated = current.copy(
+            status=write.status, resource_version=current.resource_version + 1, updated_at=utcnow()
+        )
+        result = conn.execute(
+            sa.update(_R)
+            .where(_R.c.uid == current.uid, _R.c.resource_version == current.resource_version)
+            .values(
+                status=write.status,
+                phase=_phase_of(write.status),
+                resource_version=updated.resource_version,
+                updated_at=updated.updated_at,
+            )
+        )
+        if result.rowcount != 1:
+            raise Conflict(f"{write.kind} {write.name!r} was modified concurrently; retry")
+        changes.append(self._change(updated, "status"))
+        return updated
+
+    def update_status(
+        self,
+        kind: str,
+        profile: str,
+        name: str,
+        status: dict[str, Any],
+        *,
+        expected_rv: int | None = None,
+    ) -> StoredObject:
+        with self._write() as (conn, changes):
+            return self._write_status(conn, StatusWrite(kind, profile, name, status, expected_rv), changes)
+
+    def update_status_many(self, writes: Sequence[StatusWrite]) -> list[StoredObject | None]:
+        results: list[StoredObject | None] = []
+        with self._write() as (conn, changes):
+            for write in writes:
+                try:
+                    with conn.begin_nested():
+                        results.append(self._write_status(conn, write, changes))
+                except (NotFound, Conflict):
+                    results.append(None)
+        return results
+
+    def request_delete(self, kind: str, profile: str, name: str) -> StoredObject | None:
+        with self._write() as (conn, changes):
+            current = self._select_one(conn, kind, profile, name)
+            if not current.finalizers:
+                conn.execute(sa.delete(_R).where(_R.c.uid == current.uid))
+                changes.append(self._change(current, "deleted"))
+                return None
+            if current.deletion_timestamp is not None:
+                return current
+            now = utcnow()
+            updated = current.copy(
+                deletion_timestamp=now, resource_version=current.resource_version + 1, updated_at=now
+            )
+            conn.execute(
+                sa.update(_R)
+                .where(_R.c.uid == current.uid)
+                .values(deletion_timestamp=now, resource_version=updated.resource_version, updated_at=now)
+            )
+            changes.append(self._change(updated, "updated"))
+            return updated
+
+    def purge(self, kind: str, profile: str, name: str) -> None:
+        with self._write() as (conn, changes):
+            current = self._select_one(conn, kind, profile, name)
+            conn.execute(sa.delete(_R).where(_R.c.uid == current.uid))
+            changes.append(self._change(current, "deleted"))
+
+    # --- events ------------------------------------------------------------------
+
+    def record_event(self, obj: StoredObject, *, type: str, reason: str, message: str) -> Event:
+        now = utcnow()
+        ev = schema.events
+        message = message[:4000]
+        reason = reason[:128]
+        with self._write() as (conn, _changes):
+            last = conn.execute(
+                sa.select(ev).where(ev.c.object_uid == obj.uid).order_by(ev.c.id.desc()).limit(1)
+            ).first()
+            if last is not None and (last.type, last.reason, last.message) == (type, reason, message):
+                conn.execute(
+                    sa.update(ev).where(ev.c.id == last.id).values(count=last.count + 1, last_timestamp=now)
+                )
+                return Event(
+                    last.id, obj.uid, obj.kind, obj.profile, obj.name, type, reason, message,
+                    last.count + 1, last.first_timestamp, now,
+                )
+            result = conn.execute(
+                ev.insert().values(
+                    object_uid=obj.uid, kind=obj.kind, profile=obj.profile, name=obj.name, type=type,
+                    reason=reason, message=message, count=1, first_timestamp=now, last_timestamp=now,
+                )
+            )
+            event_id = int(result.inserted_primary_key[0]) if result.inserted_primary_key else 0
+        return Event(event_id, obj.uid, obj.kind, obj.profile, obj.name, type, reason, message, 1, now, now)
+
+    def list_events(self, *, uid: str, limit: int = 200) -> list[Event]:
+        ev = schema.events
+        with self._read() as conn:
+            rows = list(
+                conn.execute(sa.select(ev).where(ev.c.object_uid == uid).order_by(ev.c.id.desc()).limit(limit))
+            )
+        return [
+            Event(
+                r.id, r.object_uid, r.kind, r.profile, r.name, r.type, r.reason, r.message, r.count,
+                r.first_timestamp, r.last_timestamp,
+            )
+            for r in reversed(rows)
+        ]
+
+    # --- users and tokens ----------------------------------------------------------
+
+    def create_user(self, name: str, groups: list[str]) -> User:
+        now = utcnow()
+        with self._write() as (conn, _):
+            if conn.execute(sa.select(schema.users.c.name).where(schema.users.c.name == name)).first():
+                raise AlreadyExists(f"user {name!r} already exists", field="name")
+            conn.execute(schema.users.insert().values(name=name, groups=list(groups), created_at=now))
+        return User(name, list(groups), now)
+
+    def update_user(self, name: str, groups: list[str]) -> User:
+        with self._write() as (conn, _):
+            result = conn.execute(
+                sa.update(schema.users).where(schema.users.c.name == name).values(groups=list(groups))
+            )
+            if result.rowcount != 1:
+                raise NotFound(f"user {name!r} not found")
+        return self.get_user(name)
+
+    def get_user(self, name: str) -> User:
+        with self._read() as conn:
+            row = conn.execute(sa.select(schema.users).where(schema.users.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"user {name!r} not found")
+        return User(row.name, list(row.groups), row.created_at)
+
+    def list_users(self) -> list[User]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(schema.users).order_by(schema.users.c.name))
+            return [User(r.name, list(r.groups), r.created_at) for r in rows]
+
+    def delete_user(self, name: str) -> None:
+        now = utcnow()
+        with self._write() as (conn, _):
+            result = conn.execute(sa.delete(schema.users).where(schema.users.c.name == name))
+            if result.rowcount != 1:
+                raise NotFound(f"user {name!r} not found")
+            conn.execute(
+                sa.update(schema.tokens)
+                .where(schema.tokens.c.user_name == name, schema.tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+
+    @staticmethod
+    def _token(row: Any) -> Token:
+        return Token(row.id, row.user_name, row.description, row.issued_at, row.expires_at, row.revoked_at)
+
+    def add_token(self, *, token_id: str, user: str, description: str, issued_at: Any, expires_at: Any) -> Token:
+        with self._write() as (conn, _):
+            conn.execute(
+                schema.tokens.insert().values(
+                    id=token_id, user_name=user, description=description, issued_at=issued_at,
+                    expires_at=expires_at, revoked_at=None,
+                )
+            )
+        return Token(token_id, user, description, issued_at, expires_at, None)
+
+    def get_token(self, token_id: str) -> Token:
+        with self._read() as conn:
+            row = conn.execute(sa.select(schema.tokens).where(schema.tokens.c.id == token_id)).first()
+        if row is None:
+            raise NotFound(f"token {token_id!r} not found")
+        return self._token(row)
+
+    def list_tokens(self, *, user: str | None = None) -> list[Token]:
+        query = sa.select(schema.tokens).order_by(schema.tokens.c.issued_at)
+        if user is not None:
+            query = query.where(schema.tokens.c.user_name == user)
+        with self._read() as conn:
+            return [self._token(r) for r in conn.execute(query)]
+
+    def revoke_token(self, token_id: str) -> Token:
+        now = utcnow()
+        with self._write() as (conn, _):
+            row = conn.execute(sa.select(schema.tokens).where(schema.tokens.c.id == token_id)).first()
+            if row is None:
+                raise NotFound(f"token {token_id!r} not found")
+            if row.revoked_at is None:
+                conn.execute(sa.update(schema.tokens).where(schema.tokens.c.id == token_id).values(revoked_at=now))
+        return self.get_token(token_id)
+
+    def revoked_token_ids(self) -> set[str]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(schema.tokens.c.id).where(schema.tokens.c.revoked_at.is_not(None)))
+            return {r[0] for r in rows}
+
+
+def open_store(url: str, *, pool_size: int = 8, create_schema: bool = True) -> SQLStore:
+    return SQLStore(url, pool_size=pool_size, create_schema=create_schema)
+
