@@ -100,7 +100,9 @@ class EmbeddedIdentity:
 
     # --- issuing -----------------------------------------------------------------------
 
-    def issue(self, user: str, groups: list[str], *, description: str = "", ttl: timedelta | None = None) -> IssuedToken:
+    def issue(
+        self, user: str, groups: list[str], *, description: str = "", ttl: timedelta | None = None
+    ) -> IssuedToken:
         now = utcnow()
         expires = now + (ttl or self.token_ttl)
         token_id = secrets.token_hex(12)
@@ -129,7 +131,11 @@ class EmbeddedIdentity:
             self._revoked = revoked
             self._users = users
             self._refreshed = time.monotonic()
-            stale = [k for k, (ident, _) in self._cache.items() if ident.token_id in revoked or ident.user not in users]
+            stale = [
+                k
+                for k, (ident, _) in self._cache.items()
+                if ident.token_id in revoked or ident.user not in users
+            ]
             for key in stale:
                 del self._cache[key]
 

@@ -102,9 +102,7 @@ class GangStatus:
 
     @property
     def all_running_or_done(self) -> bool:
-        return all(
-            r.phase == ReplicaPhase.RUNNING or r.phase.is_terminal() for r in self.replicas.values()
-        )
+        return all(r.phase == ReplicaPhase.RUNNING or r.phase.is_terminal() for r in self.replicas.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +146,9 @@ class ClusterBackend(ABC):
     def stop(self, gang_id: str, attempt: int, *, grace_seconds: float | None = None) -> None: ...
 
     @abstractmethod
-    def read_log(self, gang_id: str, attempt: int, replica: str, *, offset: int = 0, max_bytes: int = 1 << 20) -> LogChunk:
+    def read_log(
+        self, gang_id: str, attempt: int, replica: str, *, offset: int = 0, max_bytes: int = 1 << 20
+    ) -> LogChunk:
         """Raises NotFound when the replica has no log."""
 
     @abstractmethod

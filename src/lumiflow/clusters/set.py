@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class ClusterSet:
                     name=config.name,
                     options=config.options,
                     home=home,
-                    notify=lambda gang, _name=config.name: notify(_name, gang),
+                    notify=functools.partial(notify, config.name),
                 )
         except Exception:
             self.close()

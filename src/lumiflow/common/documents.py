@@ -78,7 +78,11 @@ def load_documents(text: str, *, source: str = "manifest") -> list[dict[str, Any
         else:
             _check_depth(value)
             docs = value if isinstance(value, list) else [value]
-            if isinstance(value, dict) and value.get("kind") == "List" and isinstance(value.get("items"), list):
+            if (
+                isinstance(value, dict)
+                and value.get("kind") == "List"
+                and isinstance(value.get("items"), list)
+            ):
                 docs = value["items"]
             return [_ensure_mapping(doc, source, i) for i, doc in enumerate(docs)]
     out: list[dict[str, Any]] = []
@@ -93,7 +97,11 @@ def load_documents(text: str, *, source: str = "manifest") -> list[dict[str, Any
                 _expanded_size(node, {}, 0)
                 doc = loader.construct_document(node)
                 if doc is not None:
-                    if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+                    if (
+                        isinstance(doc, dict)
+                        and doc.get("kind") == "List"
+                        and isinstance(doc.get("items"), list)
+                    ):
                         out.extend(_ensure_mapping(d, source, index) for d in doc["items"])
                     else:
                         out.append(_ensure_mapping(doc, source, index))

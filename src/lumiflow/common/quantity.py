@@ -52,9 +52,7 @@ def parse_quantity(value: str | int | float) -> Decimal:
             raise QuantityError("quantity is longer than 64 characters")
         match = _QUANTITY.match(text)
         if not match:
-            raise QuantityError(
-                f"{value!r} is not a quantity (examples: 500m, 2, 1.5, 512Mi, 4Gi, 1e9)"
-            )
+            raise QuantityError(f"{value!r} is not a quantity (examples: 500m, 2, 1.5, 512Mi, 4Gi, 1e9)")
         digits, suffix = match.group(1), match.group(2) or ""
         try:
             base = Decimal(digits)
@@ -99,13 +97,13 @@ def format_cpu(cores: float) -> str:
 
 
 def format_memory(num_bytes: int) -> str:
-    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
-        unit = _BINARY[suffix]
-        if num_bytes >= unit and num_bytes % unit == 0:
-            return f"{num_bytes // unit}{suffix}"
+    """Binary units: exact when the value is a whole number of them (``512Mi``), else one
+    decimal of the largest unit that fits (``23.6Gi``)."""
     for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
         unit = _BINARY[suffix]
         if num_bytes >= unit:
+            if num_bytes % unit == 0:
+                return f"{num_bytes // unit}{suffix}"
             return f"{num_bytes / unit:.1f}{suffix}"
     return str(num_bytes)
 

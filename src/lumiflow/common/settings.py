@@ -52,9 +52,7 @@ class AuthSettings(_Strict):
     admin_user: str = "admin"
     admin_group: str = "admins"
     #: Groups mapped to roles; ``*`` matches every signed-in user.
-    roles: dict[str, list[str]] = Field(
-        default_factory=lambda: {"admin": ["admins"], "user": ["*"]}
-    )
+    roles: dict[str, list[str]] = Field(default_factory=lambda: {"admin": ["admins"], "user": ["*"]})
 
     @field_validator("roles")
     @classmethod

@@ -45,8 +45,14 @@ def set_condition(
     if current is None:
         if status:
             conditions.append(
-                Condition(type=type_, status=value, reason=reason, message=message, lastUpdateTime=now,
-                          lastTransitionTime=now)
+                Condition(
+                    type=type_,
+                    status=value,
+                    reason=reason,
+                    message=message,
+                    lastUpdateTime=now,
+                    lastTransitionTime=now,
+                )
             )
             changed = True
     elif current.status != value or current.reason != reason or current.message != message:

@@ -84,8 +84,17 @@ def port_names(container: Container) -> list[str]:
     return [p.name or f"port-{p.containerPort}" for p in container.ports]
 
 
-def _field_ref(path: str, *, job_name: str, profile: str, uid: str, pod_name: str, replica: str,
-               labels: Mapping[str, str], annotations: Mapping[str, str]) -> str:
+def _field_ref(
+    path: str,
+    *,
+    job_name: str,
+    profile: str,
+    uid: str,
+    pod_name: str,
+    replica: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> str:
     simple = {
         "metadata.name": pod_name,
         "metadata.namespace": profile,
@@ -110,7 +119,11 @@ def _resource_ref(resource: str, divisor: Any, request: Resources, limits: Mappi
         div = parse_cpu(divisor) if divisor else 1.0
         return str(max(1, math.ceil(value / div)))
     if resource.endswith("memory"):
-        mem = parse_memory(limits["memory"]) if resource.startswith("limits") and "memory" in limits else request.memory
+        mem = (
+            parse_memory(limits["memory"])
+            if resource.startswith("limits") and "memory" in limits
+            else request.memory
+        )
         divm = parse_memory(divisor) if divisor else 1
         return str(max(1, math.ceil(mem / divm)))
     raise PermanentError(f"env resourceFieldRef {resource!r} is not supported")
@@ -136,10 +149,20 @@ def container_env(
         if var.valueFrom is not None:
             src = var.valueFrom
             if src.fieldRef is not None:
-                value = _field_ref(src.fieldRef.fieldPath, job_name=job_name, profile=profile, uid=uid,
-                                   pod_name=pod_name, replica=replica, labels=labels, annotations=annotations)
+                value = _field_ref(
+                    src.fieldRef.fieldPath,
+                    job_name=job_name,
+                    profile=profile,
+                    uid=uid,
+                    pod_name=pod_name,
+                    replica=replica,
+                    labels=labels,
+                    annotations=annotations,
+                )
             elif src.resourceFieldRef is not None:
-                value = _resource_ref(src.resourceFieldRef.resource, src.resourceFieldRef.divisor, request, limits)
+                value = _resource_ref(
+                    src.resourceFieldRef.resource, src.resourceFieldRef.divisor, request, limits
+                )
             else:  # refused at apply time; kept for safety
                 raise PermanentError(f"env {var.name}: secrets and config maps are not available")
         else:
@@ -196,8 +219,16 @@ def build_replicas(
         if extra_env and ident.name in extra_env:
             base.update(extra_env[ident.name])
         env = container_env(
-            container.env, base=base, job_name=name, profile=profile, uid=uid, pod_name=pod_name,
-            replica=ident.name, labels=labels, annotations=annotations, request=request,
+            container.env,
+            base=base,
+            job_name=name,
+            profile=profile,
+            uid=uid,
+            pod_name=pod_name,
+            replica=ident.name,
+            labels=labels,
+            annotations=annotations,
+            request=request,
             limits=container.resources.limits,
         )
         command = [expand(part, env) for part in (container.command or [])]

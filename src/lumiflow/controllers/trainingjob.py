@@ -94,8 +94,14 @@ class TrainingJobController(Controller):
         pending = _Pending()
         result = DONE
 
-        if set_condition(status.conditions, ConditionType.CREATED, True, reason="TrainingJobCreated",
-                         message=f"TrainingJob {obj.name} is created.", now=now_s):
+        if set_condition(
+            status.conditions,
+            ConditionType.CREATED,
+            True,
+            reason="TrainingJobCreated",
+            message=f"TrainingJob {obj.name} is created.",
+            now=now_s,
+        ):
             pending.add("Normal", "Created", f"TrainingJob {obj.name} is created")
 
         if status.phase.is_terminal():
@@ -107,14 +113,13 @@ class TrainingJobController(Controller):
                 self._resume(status, pending, now_s)
             self._create_workload(obj, job)
             status.phase = JobPhase.PENDING
+        elif status.phase == JobPhase.SUSPENDED:
+            self._resume(status, pending, now_s)
+            self._update_workload(wl_obj, stopped=False, attempt_delta=1)
+            status.attempt += 1
         else:
-            if status.phase == JobPhase.SUSPENDED:
-                self._resume(status, pending, now_s)
-                self._update_workload(wl_obj, stopped=False, attempt_delta=1)
-                status.attempt += 1
-            else:
-                wl = Workload.parse(wl_obj.to_manifest())
-                result = self._follow(obj, job, wl_obj, wl, status, pending, now)
+            wl = Workload.parse(wl_obj.to_manifest())
+            result = self._follow(obj, job, wl_obj, wl, status, pending, now)
 
         self._replica_counts(job, status)
         status.observedGeneration = obj.generation
@@ -138,8 +143,12 @@ class TrainingJobController(Controller):
     def _create_workload(self, obj: StoredObject, job: TrainingJob) -> None:
         s = self.settings
         replicas = build_replicas(
-            job, profile=obj.profile, uid=obj.uid, public_url=s.public_url,
-            default_cpu=s.default_cpu, default_memory=s.default_memory,
+            job,
+            profile=obj.profile,
+            uid=obj.uid,
+            public_url=s.public_url,
+            default_cpu=s.default_cpu,
+            default_memory=s.default_memory,
         )
         grace = s.grace_period_seconds
         for spec in job.spec.replicaSpecs.values():
@@ -160,17 +169,31 @@ class TrainingJobController(Controller):
             name=obj.name,
             spec=wspec.model_dump(mode="json", exclude_none=True),
             status={"phase": WorkloadPhase.PENDING.value},
-            labels={**obj.labels, "lumiflow.dev/owner-kind": "TrainingJob", "lumiflow.dev/job-name": obj.name},
-            owner_references=[{
-                "apiVersion": obj.api_version, "kind": obj.kind, "name": obj.name, "uid": obj.uid,
-                "controller": True, "blockOwnerDeletion": True,
-            }],
+            labels={
+                **obj.labels,
+                "lumiflow.dev/owner-kind": "TrainingJob",
+                "lumiflow.dev/job-name": obj.name,
+            },
+            owner_references=[
+                {
+                    "apiVersion": obj.api_version,
+                    "kind": obj.kind,
+                    "name": obj.name,
+                    "uid": obj.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
             finalizers=[WORKLOAD_FINALIZER],
         )
         self.store.create(workload)
 
     def _update_workload(
-        self, wl_obj: StoredObject, *, stopped: bool | None = None, attempt_delta: int = 0,
+        self,
+        wl_obj: StoredObject,
+        *,
+        stopped: bool | None = None,
+        attempt_delta: int = 0,
         start_after: datetime | None = None,
     ) -> None:
         spec = dict(wl_obj.spec)
@@ -196,27 +219,51 @@ class TrainingJobController(Controller):
 
     # --- phases ------------------------------------------------------------------------
 
-    def _suspend(self, obj: StoredObject, wl_obj: StoredObject | None, status: TrainingJobStatus,
-                 pending: _Pending, now_s: str) -> None:
+    def _suspend(
+        self,
+        obj: StoredObject,
+        wl_obj: StoredObject | None,
+        status: TrainingJobStatus,
+        pending: _Pending,
+        now_s: str,
+    ) -> None:
         if wl_obj is not None:
             self._update_workload(wl_obj, stopped=True)
         if status.phase != JobPhase.SUSPENDED:
             status.phase = JobPhase.SUSPENDED
             status.message = "the job is suspended"
             status.startTime = None
-            set_condition(status.conditions, ConditionType.SUSPENDED, True, reason="TrainingJobSuspended",
-                          message=f"TrainingJob {obj.name} is suspended.", now=now_s)
+            set_condition(
+                status.conditions,
+                ConditionType.SUSPENDED,
+                True,
+                reason="TrainingJobSuspended",
+                message=f"TrainingJob {obj.name} is suspended.",
+                now=now_s,
+            )
             pending.add("Normal", "Suspended", "the job is suspended; its replicas are stopped")
 
     def _resume(self, status: TrainingJobStatus, pending: _Pending, now_s: str) -> None:
-        set_condition(status.conditions, ConditionType.SUSPENDED, False, reason="TrainingJobResumed",
-                      message="TrainingJob is resumed.", now=now_s)
+        set_condition(
+            status.conditions,
+            ConditionType.SUSPENDED,
+            False,
+            reason="TrainingJobResumed",
+            message="TrainingJob is resumed.",
+            now=now_s,
+        )
         status.phase = JobPhase.PENDING
         status.message = None
         pending.add("Normal", "Resumed", "the job is resumed")
 
-    def _finished(self, obj: StoredObject, job: TrainingJob, wl_obj: StoredObject | None,
-                  status: TrainingJobStatus, now: datetime) -> Result:
+    def _finished(
+        self,
+        obj: StoredObject,
+        job: TrainingJob,
+        wl_obj: StoredObject | None,
+        status: TrainingJobStatus,
+        now: datetime,
+    ) -> Result:
         if wl_obj is not None:
             wl = Workload.parse(wl_obj.to_manifest())
             if not wl.status.phase.is_terminal() and not wl.spec.stopped:
@@ -232,18 +279,41 @@ class TrainingJobController(Controller):
             return Result(requeue_after=(due - now).total_seconds())
         return DONE
 
-    def _finish(self, status: TrainingJobStatus, pending: _Pending, *, succeeded: bool, reason: str,
-                message: str, now_s: str, completion: str | None = None) -> None:
+    def _finish(
+        self,
+        status: TrainingJobStatus,
+        pending: _Pending,
+        *,
+        succeeded: bool,
+        reason: str,
+        message: str,
+        now_s: str,
+        completion: str | None = None,
+    ) -> None:
         status.phase = JobPhase.SUCCEEDED if succeeded else JobPhase.FAILED
         status.message = message
         status.completionTime = completion or now_s
         status.nextRestartTime = None
-        set_condition(status.conditions, ConditionType.SUCCEEDED if succeeded else ConditionType.FAILED, True,
-                      reason=reason, message=message, now=now_s)
+        set_condition(
+            status.conditions,
+            ConditionType.SUCCEEDED if succeeded else ConditionType.FAILED,
+            True,
+            reason=reason,
+            message=message,
+            now=now_s,
+        )
         pending.add("Normal" if succeeded else "Warning", reason, message)
 
-    def _follow(self, obj: StoredObject, job: TrainingJob, wl_obj: StoredObject, wl: Workload,
-                status: TrainingJobStatus, pending: _Pending, now: datetime) -> Result:
+    def _follow(
+        self,
+        obj: StoredObject,
+        job: TrainingJob,
+        wl_obj: StoredObject,
+        wl: Workload,
+        status: TrainingJobStatus,
+        pending: _Pending,
+        now: datetime,
+    ) -> Result:
         now_s = to_rfc3339(now) or ""
         wstatus = wl.status
         status.cluster = wstatus.cluster or status.cluster
@@ -257,8 +327,14 @@ class TrainingJobController(Controller):
                 name=r.name,
                 type=identities[r.name].type if r.name in identities else "",
                 index=identities[r.name].index if r.name in identities else 0,
-                state=r.state, exitCode=r.exitCode, reason=r.reason, message=r.message, host=r.host,
-                ports=dict(r.ports), startTime=r.startTime, finishTime=r.finishTime,
+                state=r.state,
+                exitCode=r.exitCode,
+                reason=r.reason,
+                message=r.message,
+                host=r.host,
+                ports=dict(r.ports),
+                startTime=r.startTime,
+                finishTime=r.finishTime,
             )
             for r in wstatus.replicas
         ]
@@ -268,13 +344,19 @@ class TrainingJobController(Controller):
 
         phase = wstatus.phase
         if phase.is_waiting():
-            if status.phase in (JobPhase.PENDING, JobPhase.QUEUED):
-                if phase == WorkloadPhase.QUEUED and status.message != wstatus.message:
-                    status.phase = JobPhase.QUEUED
-                    status.message = wstatus.message
-                    set_condition(status.conditions, ConditionType.QUEUED, True,
-                                  reason=wstatus.reason or "Queued", message=wstatus.message or "", now=now_s)
-                    pending.add("Normal", "Queued", wstatus.message or "waiting to be admitted")
+            waiting_job = status.phase in (JobPhase.PENDING, JobPhase.QUEUED)
+            if waiting_job and phase == WorkloadPhase.QUEUED and status.message != wstatus.message:
+                status.phase = JobPhase.QUEUED
+                status.message = wstatus.message
+                set_condition(
+                    status.conditions,
+                    ConditionType.QUEUED,
+                    True,
+                    reason=wstatus.reason or "Queued",
+                    message=wstatus.message or "",
+                    now=now_s,
+                )
+                pending.add("Normal", "Queued", wstatus.message or "waiting to be admitted")
             return DONE
         if phase == WorkloadPhase.ADMITTED and status.phase in (JobPhase.PENDING, JobPhase.QUEUED):
             status.message = f"starting on cluster {wstatus.cluster}"
@@ -301,7 +383,8 @@ class TrainingJobController(Controller):
             if status.startTime is None:
                 status.startTime = started
             first_run = status.phase != JobPhase.RUNNING and (
-                phase == WorkloadPhase.RUNNING or get_condition(status.conditions, ConditionType.RUNNING) is None
+                phase == WorkloadPhase.RUNNING
+                or get_condition(status.conditions, ConditionType.RUNNING) is None
                 or status.nextRestartTime is not None
             )
             if first_run:
@@ -309,11 +392,19 @@ class TrainingJobController(Controller):
                 status.phase = JobPhase.RUNNING
                 status.message = None
                 status.nextRestartTime = None
-                set_condition(status.conditions, ConditionType.RUNNING, True, reason="TrainingJobRunning",
-                              message=f"TrainingJob {obj.name} is running.", now=now_s)
+                set_condition(
+                    status.conditions,
+                    ConditionType.RUNNING,
+                    True,
+                    reason="TrainingJobRunning",
+                    message=f"TrainingJob {obj.name} is running.",
+                    now=now_s,
+                )
                 where = f" on cluster {wstatus.cluster}" if wstatus.cluster else ""
                 attempt = f" (attempt {wstatus.attempt})" if wstatus.attempt else ""
-                pending.add("Normal", "Running", f"all {len(wstatus.replicas)} replicas started{where}{attempt}")
+                pending.add(
+                    "Normal", "Running", f"all {len(wstatus.replicas)} replicas started{where}{attempt}"
+                )
 
         deadline = job.spec.runPolicy.activeDeadlineSeconds
         if deadline is not None and status.startTime:
@@ -321,44 +412,82 @@ class TrainingJobController(Controller):
             assert started_at is not None
             if now - started_at >= timedelta(seconds=deadline):
                 self._update_workload(wl_obj, stopped=True)
-                self._finish(status, pending, succeeded=False, reason="DeadlineExceeded",
-                             message=f"the job ran longer than activeDeadlineSeconds={deadline}", now_s=now_s)
+                self._finish(
+                    status,
+                    pending,
+                    succeeded=False,
+                    reason="DeadlineExceeded",
+                    message=f"the job ran longer than activeDeadlineSeconds={deadline}",
+                    now_s=now_s,
+                )
                 return DONE
 
         if failed_permanently:
             self._update_workload(wl_obj, stopped=True)
-            self._finish(status, pending, succeeded=False, reason="TrainingJobFailed",
-                         message=f"replica {failed_permanently[0]}", now_s=now_s)
+            self._finish(
+                status,
+                pending,
+                succeeded=False,
+                reason="ReplicaFailed",
+                message=f"replica {failed_permanently[0]}",
+                now_s=now_s,
+            )
             return DONE
         if to_restart:
             return self._restart(job, wl_obj, status, pending, now, to_restart[0])
         if phase == WorkloadPhase.SUCCEEDED:
-            self._finish(status, pending, succeeded=True, reason="TrainingJobSucceeded",
-                         message=f"TrainingJob {obj.name} successfully completed.", now_s=now_s,
-                         completion=wstatus.completionTime)
+            self._finish(
+                status,
+                pending,
+                succeeded=True,
+                reason="Succeeded",
+                message=f"TrainingJob {obj.name} successfully completed.",
+                now_s=now_s,
+                completion=wstatus.completionTime,
+            )
             return DONE
         if phase in (WorkloadPhase.FAILED, WorkloadPhase.STOPPED):
-            self._finish(status, pending, succeeded=False, reason=wstatus.reason or "TrainingJobFailed",
-                         message=wstatus.message or "the job's workload failed", now_s=now_s)
+            self._finish(
+                status,
+                pending,
+                succeeded=False,
+                reason=wstatus.reason or "TrainingJobFailed",
+                message=wstatus.message or "the job's workload failed",
+                now_s=now_s,
+            )
             return DONE
         if deadline is not None and status.startTime:
             started_at = parse_rfc3339(status.startTime)
             assert started_at is not None
-            return Result(requeue_after=max(0.05, (started_at + timedelta(seconds=deadline) - now).total_seconds()))
+            return Result(
+                requeue_after=max(0.05, (started_at + timedelta(seconds=deadline) - now).total_seconds())
+            )
         return DONE
 
-    def _restart(self, job: TrainingJob, wl_obj: StoredObject, status: TrainingJobStatus, pending: _Pending,
-                 now: datetime, why: str) -> Result:
+    def _restart(
+        self,
+        job: TrainingJob,
+        wl_obj: StoredObject,
+        status: TrainingJobStatus,
+        pending: _Pending,
+        now: datetime,
+        why: str,
+    ) -> Result:
         now_s = to_rfc3339(now) or ""
         limit = job.spec.runPolicy.effective_backoff_limit
         if status.restartCount >= limit:
             self._update_workload(wl_obj, stopped=True)
-            self._finish(status, pending, succeeded=False, reason="BackoffLimitExceeded",
-                         message=f"restarted {status.restartCount} time(s), backoffLimit is {limit}; last: {why}",
-                         now_s=now_s)
+            self._finish(
+                status,
+                pending,
+                succeeded=False,
+                reason="BackoffLimitExceeded",
+                message=f"restarted {status.restartCount} time(s), backoffLimit is {limit}; last: {why}",
+                now_s=now_s,
+            )
             return DONE
         s = self.settings
-        delay = min(s.restart_backoff_max, s.restart_backoff_seconds * (2 ** status.restartCount))
+        delay = min(s.restart_backoff_max, s.restart_backoff_seconds * (2**status.restartCount))
         start_after = now + timedelta(seconds=delay)
         status.restartCount += 1
         status.attempt += 1
@@ -366,9 +495,17 @@ class TrainingJobController(Controller):
         status.message = f"restarting the gang because {why}"
         status.nextRestartTime = to_rfc3339(start_after)
         self._update_workload(wl_obj, attempt_delta=1, start_after=start_after)
-        set_condition(status.conditions, ConditionType.RESTARTING, True, reason="TrainingJobRestarting",
-                      message=f"gang restart {status.restartCount}/{limit}: {why}", now=now_s)
-        pending.add("Warning", "Restarting", f"gang restart {status.restartCount}/{limit} in {delay:g}s: {why}")
+        set_condition(
+            status.conditions,
+            ConditionType.RESTARTING,
+            True,
+            reason="TrainingJobRestarting",
+            message=f"gang restart {status.restartCount}/{limit}: {why}",
+            now=now_s,
+        )
+        pending.add(
+            "Warning", "Restarting", f"gang restart {status.restartCount}/{limit} in {delay:g}s: {why}"
+        )
         return DONE
 
     # --- status ------------------------------------------------------------------------
@@ -387,8 +524,9 @@ class TrainingJobController(Controller):
                 c.failed += 1
         status.replicaStatuses = counts
 
-    def _write(self, obj: StoredObject, before: TrainingJobStatus, after: TrainingJobStatus,
-               pending: _Pending) -> None:
+    def _write(
+        self, obj: StoredObject, before: TrainingJobStatus, after: TrainingJobStatus, pending: _Pending
+    ) -> None:
         old = before.model_dump(mode="json", exclude_none=True)
         new = after.model_dump(mode="json", exclude_none=True)
         if old != new:

@@ -65,7 +65,9 @@ def _replica_status(r: Any) -> WorkloadReplicaStatus:
 class WorkloadController(Controller):
     kind = "Workload"
 
-    def __init__(self, store: ResourceStore, *, clusters: ClusterSet, wake_scheduler: Callable[[], None]) -> None:
+    def __init__(
+        self, store: ResourceStore, *, clusters: ClusterSet, wake_scheduler: Callable[[], None]
+    ) -> None:
         super().__init__(store)
         self.clusters = clusters
         self.wake_scheduler = wake_scheduler
@@ -219,7 +221,9 @@ class WorkloadController(Controller):
             for n in names
         ]
 
-    def _drive(self, obj: StoredObject, wl: Workload, status: WorkloadStatus, backend: ClusterBackend) -> Result:
+    def _drive(
+        self, obj: StoredObject, wl: Workload, status: WorkloadStatus, backend: ClusterBackend
+    ) -> Result:
         names = [r.name for r in wl.spec.replicas]
         if wl.spec.attempt != status.attempt:
             # Gang restart: stop the old attempt, then launch the new one on the same admission.
@@ -271,7 +275,9 @@ class WorkloadController(Controller):
             return DONE
         return Result(requeue_after=POLL_SECONDS)
 
-    def _stop(self, obj: StoredObject, wl: Workload, status: WorkloadStatus, backend: ClusterBackend | None) -> Result:
+    def _stop(
+        self, obj: StoredObject, wl: Workload, status: WorkloadStatus, backend: ClusterBackend | None
+    ) -> Result:
         phase = status.phase
         if phase.is_terminal():
             return DONE

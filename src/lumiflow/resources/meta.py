@@ -275,8 +275,19 @@ def validation_failed(exc: ValidationError, model: type[BaseModel], *, root: str
             if msg.startswith("Value error, "):
                 msg = msg[len("Value error, ") :]
             given = error.get("input")
-            if error["type"] in ("int_parsing", "int_type", "float_parsing", "bool_parsing", "string_type",
-                                 "list_type", "dict_type", "model_type", "enum", "literal_error", "int_from_float"):
+            if error["type"] in (
+                "int_parsing",
+                "int_type",
+                "float_parsing",
+                "bool_parsing",
+                "string_type",
+                "list_type",
+                "dict_type",
+                "model_type",
+                "enum",
+                "literal_error",
+                "int_from_float",
+            ):
                 shown = repr(given)
                 if len(shown) > 60:
                     shown = shown[:57] + "..."

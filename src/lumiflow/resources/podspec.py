@@ -47,7 +47,9 @@ class EnvVarSource(Strict):
 
     @model_validator(mode="after")
     def _one(self) -> EnvVarSource:
-        given = [n for n in ("fieldRef", "resourceFieldRef", "secretKeyRef", "configMapKeyRef") if getattr(self, n)]
+        given = [
+            n for n in ("fieldRef", "resourceFieldRef", "secretKeyRef", "configMapKeyRef") if getattr(self, n)
+        ]
         if len(given) != 1:
             raise ValueError("exactly one of fieldRef, resourceFieldRef, secretKeyRef, configMapKeyRef")
         return self

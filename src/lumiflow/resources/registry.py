@@ -190,7 +190,9 @@ def prepare(
         if meta.generateName:
             resolved_name = f"{meta.generateName}{generate_suffix()}"
         else:
-            raise ValidationFailed("metadata.name (or metadata.generateName) is required", field="metadata.name")
+            raise ValidationFailed(
+                "metadata.name (or metadata.generateName) is required", field="metadata.name"
+            )
     if info.namespaced:
         resolved_profile = profile or meta.namespace
         if not resolved_profile:

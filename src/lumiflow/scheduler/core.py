@@ -22,7 +22,6 @@ from datetime import datetime
 
 from lumiflow.common.quantity import Limits, Resources, format_cpu, format_memory
 
-
 #: Reasons that no amount of waiting cures (the Workload stays queued with the reason).
 NEVER_FITS = frozenset({"UnknownCluster", "Unschedulable"})
 
@@ -104,9 +103,9 @@ def schedule(
 
     heap: list[tuple[float, str]] = []
     position: dict[str, int] = {}
-    for name in per_profile:
+    for name, queue in per_profile.items():
         if name not in profiles:
-            for c in per_profile[name]:
+            for c in queue:
                 decision.waiting[c.uid] = ("NoProfile", f"profile {name!r} does not exist")
             continue
         heapq.heappush(heap, (_share(profiles[name], total), name))
@@ -135,11 +134,17 @@ def schedule(
         if blocked is None:
             over = profile.limits.exceeded_by(profile.used + cand.request)
             if over:
-                blocked = ("WaitingForQuota", f"waiting for quota of profile {name}: {', '.join(over)} (used+asked/hard)")
+                blocked = (
+                    "WaitingForQuota",
+                    f"waiting for quota of profile {name}: {', '.join(over)} (used+asked/hard)",
+                )
         if blocked is None and cluster is not None:
             short = _fits(cand.request, cluster.total - cluster.used)
             if short:
-                blocked = ("WaitingForCapacity", f"waiting for capacity on cluster {cluster_name}: {'; '.join(short)}")
+                blocked = (
+                    "WaitingForCapacity",
+                    f"waiting for capacity on cluster {cluster_name}: {'; '.join(short)}",
+                )
         if blocked is not None and blocked[0] in NEVER_FITS:
             # This one cannot run as it is; it must not hold up the rest of the profile.
             decision.waiting[cand.uid] = blocked

@@ -116,7 +116,9 @@ class Scheduler:
             for r in wl.spec.replicas:
                 v = r.resources.vector()
                 largest = Resources(
-                    cpu=max(largest.cpu, v.cpu), memory=max(largest.memory, v.memory), gpu=max(largest.gpu, v.gpu)
+                    cpu=max(largest.cpu, v.cpu),
+                    memory=max(largest.memory, v.memory),
+                    gpu=max(largest.gpu, v.gpu),
                 )
             assert obj.created_at is not None
             candidates.append(
@@ -149,20 +151,34 @@ class Scheduler:
                 }
             )
             writes.append(
-                StatusWrite("Workload", obj.profile, obj.name, status.model_dump(mode="json", exclude_none=True),
-                            expected_rv=obj.resource_version)
+                StatusWrite(
+                    "Workload",
+                    obj.profile,
+                    obj.name,
+                    status.model_dump(mode="json", exclude_none=True),
+                    expected_rv=obj.resource_version,
+                )
             )
         for uid, (reason, message) in decision.waiting.items():
             obj, wl = waiting_objs[uid]
             if wl.status.phase == WorkloadPhase.QUEUED and wl.status.message == message:
                 continue
             status = wl.status.model_copy(
-                update={"phase": WorkloadPhase.QUEUED, "reason": reason, "message": message,
-                        "queuedAt": wl.status.queuedAt or now}
+                update={
+                    "phase": WorkloadPhase.QUEUED,
+                    "reason": reason,
+                    "message": message,
+                    "queuedAt": wl.status.queuedAt or now,
+                }
             )
             writes.append(
-                StatusWrite("Workload", obj.profile, obj.name, status.model_dump(mode="json", exclude_none=True),
-                            expected_rv=obj.resource_version)
+                StatusWrite(
+                    "Workload",
+                    obj.profile,
+                    obj.name,
+                    status.model_dump(mode="json", exclude_none=True),
+                    expected_rv=obj.resource_version,
+                )
             )
         if writes:
             self.store.update_status_many(writes)

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from lumiflow import __version__
+from lumiflow.common.version import __version__
 from lumiflow.server import errors
 from lumiflow.server.api import identity, resources, system
 from lumiflow.server.limits import BodySizeLimit

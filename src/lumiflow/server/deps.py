@@ -42,5 +42,7 @@ async def current_identity(request: Request) -> Identity:
 async def read_body(request: Request) -> Any:
     raw = await request.body()
     if not raw:
-        raise BadRequest("request body is empty: send a manifest (JSON, or YAML with Content-Type: application/yaml)")
+        raise BadRequest(
+            "request body is empty: send a manifest (JSON, or YAML with Content-Type: application/yaml)"
+        )
     return parse_body(raw, request.headers.get("content-type"))

@@ -58,9 +58,13 @@ class LogStream:
         if self.r.replica is None:
             self.r.replica = names[0]
         elif self.r.replica not in names:
-            raise NotFound(f"replica {self.r.replica!r} not found (replicas: {', '.join(names)})", field="replica")
+            raise NotFound(
+                f"replica {self.r.replica!r} not found (replicas: {', '.join(names)})", field="replica"
+            )
         if self.r.attempt is not None and self.r.attempt > wl.spec.attempt:
-            raise NotFound(f"attempt {self.r.attempt} has not happened (latest: {wl.spec.attempt})", field="attempt")
+            raise NotFound(
+                f"attempt {self.r.attempt} has not happened (latest: {wl.spec.attempt})", field="attempt"
+            )
 
     def _owner_finished(self, wl: Workload) -> bool:
         if wl.spec.owner is None:
@@ -72,10 +76,13 @@ class LogStream:
         return owner.status.get("phase") in TERMINAL or owner.deletion_timestamp is not None
 
     def _read(self, wl: Workload, attempt: int, offset: int) -> tuple[bytes, int, bool]:
-        assert wl.status.cluster is not None and self.r.replica is not None
+        assert wl.status.cluster is not None
+        assert self.r.replica is not None
         backend = self.p.clusters.get(wl.status.cluster)
         try:
-            chunk = backend.read_log(wl.metadata.uid or "", attempt, self.r.replica, offset=offset, max_bytes=256 * 1024)
+            chunk = backend.read_log(
+                wl.metadata.uid or "", attempt, self.r.replica, offset=offset, max_bytes=256 * 1024
+            )
         except NotFound:
             return b"", offset, False
         return chunk.data, chunk.next_offset, chunk.complete

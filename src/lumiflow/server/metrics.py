@@ -49,7 +49,9 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.requests = Counter("lumiflow_http_requests", "HTTP requests", ["method", "status"], registry=self.registry)
+        self.requests = Counter(
+            "lumiflow_http_requests", "HTTP requests", ["method", "status"], registry=self.registry
+        )
         self.registry.register(_PlatformCollector(platform))
 
 

@@ -95,7 +95,9 @@ class Platform:
             self.clusters = ClusterSet(settings.clusters, home=home, notify=self._on_backend_change)
             ctl = settings.controllers
             self.scheduler = Scheduler(store=self.store, clusters=self.clusters, resync=ctl.resync_seconds)
-            self.manager = ControllerManager(self.store, workers=ctl.workers_per_controller, resync=ctl.resync_seconds)
+            self.manager = ControllerManager(
+                self.store, workers=ctl.workers_per_controller, resync=ctl.resync_seconds
+            )
             self._workload_controller = WorkloadController(
                 self.store, clusters=self.clusters, wake_scheduler=self.scheduler.wake
             )
@@ -197,14 +199,20 @@ class Platform:
                 profile="",
                 name=name,
                 spec=Profile.parse(
-                    {"apiVersion": Profile.API_VERSION, "kind": "Profile", "metadata": {"name": name}, "spec": spec}
+                    {
+                        "apiVersion": Profile.API_VERSION,
+                        "kind": "Profile",
+                        "metadata": {"name": name},
+                        "spec": spec,
+                    }
                 ).spec.model_dump(mode="json", exclude_none=True),
                 labels={PERSONAL_LABEL: "true"},
             )
             try:
                 created = self.store.create(obj)
-                self.store.record_event(created, type="Normal", reason="Created",
-                                        message=f"personal profile of {identity.user}")
+                self.store.record_event(
+                    created, type="Normal", reason="Created", message=f"personal profile of {identity.user}"
+                )
             except AlreadyExists:
                 pass
         with self._known_lock:

@@ -7,6 +7,7 @@ nothing when they fail.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ MAX_PAGE = 1000
 
 @dataclass(frozen=True)
 class Page:
-    items: list[dict[str, Any]]
+    items: builtins.list[dict[str, Any]]
     continue_token: str | None
 
 
@@ -42,7 +43,7 @@ class ResourceService:
             raise NotFound(f"profile {profile!r} not found")
         return self.p.access.require_profile(identity, profile, membership, needed)
 
-    def visible_profiles(self, identity: Identity) -> list[str]:
+    def visible_profiles(self, identity: Identity) -> builtins.list[str]:
         return [name for name in self.p.profiles.names() if self.role_in(identity, name) is not Role.NONE]
 
     def default_profile(self, identity: Identity) -> str:
@@ -56,7 +57,7 @@ class ResourceService:
             manifest["status"] = self._profile_status(obj, usage)
         return manifest
 
-    def _usage(self, profiles: list[str] | None = None) -> dict[str, Resources]:
+    def _usage(self, profiles: builtins.list[str] | None = None) -> dict[str, Resources]:
         used: dict[str, Resources] = {}
         for obj in self.p.store.list("Workload", phases=ACTIVE_PHASES, profiles=profiles).items:
             try:
@@ -82,7 +83,12 @@ class ResourceService:
                 if value is not None:
                     hard[key] = value
         status = dict(obj.status)
-        status["usage"] = {"cpu": used.cpu, "memory": used.memory, "gpu": used.gpu, "workloads": used.workloads}
+        status["usage"] = {
+            "cpu": used.cpu,
+            "memory": used.memory,
+            "gpu": used.gpu,
+            "workloads": used.workloads,
+        }
         status["hard"] = hard
         if unenforced:
             status["unenforced"] = unenforced
@@ -112,12 +118,18 @@ class ResourceService:
         if info.namespaced:
             if profile is not None:
                 self.require(identity, profile, Role.VIEW)
-                result = self.p.store.list(info.kind, profile=profile, selector=selector, limit=limit,
-                                           continue_token=continue_token)
+                result = self.p.store.list(
+                    info.kind, profile=profile, selector=selector, limit=limit, continue_token=continue_token
+                )
             else:
                 profiles = None if identity.is_admin else self.visible_profiles(identity)
-                result = self.p.store.list(info.kind, profiles=profiles, selector=selector, limit=limit,
-                                           continue_token=continue_token)
+                result = self.p.store.list(
+                    info.kind,
+                    profiles=profiles,
+                    selector=selector,
+                    limit=limit,
+                    continue_token=continue_token,
+                )
             return Page([self._present(o) for o in result.items], result.continue_token)
         visible = None if identity.is_admin else set(self.visible_profiles(identity))
         result = self.p.store.list(info.kind, selector=selector, limit=limit, continue_token=continue_token)
@@ -125,7 +137,9 @@ class ResourceService:
         usage = self._usage([o.name for o in items]) if items else {}
         return Page([self._present(o, usage) for o in items], result.continue_token)
 
-    def events(self, identity: Identity, info: KindInfo, profile: str, name: str) -> list[dict[str, Any]]:
+    def events(
+        self, identity: Identity, info: KindInfo, profile: str, name: str
+    ) -> builtins.list[dict[str, Any]]:
         if info.namespaced:
             self.require(identity, profile, Role.VIEW)
         else:
@@ -137,19 +151,24 @@ class ResourceService:
 
     def _check_writable(self, info: KindInfo) -> None:
         if not info.user_writable:
-            raise Forbidden(f"{info.kind} objects are created by lumiflow's controllers and cannot be written")
+            raise Forbidden(
+                f"{info.kind} objects are created by lumiflow's controllers and cannot be written"
+            )
 
     def _check_spec(self, identity: Identity, info: KindInfo, obj: StoredObject) -> None:
         if info.kind == "TrainingJob":
             cluster = obj.spec.get("cluster")
             if cluster is not None and cluster not in self.p.clusters.names():
                 known = ", ".join(self.p.clusters.names())
-                raise ValidationFailed(f"spec.cluster: cluster {cluster!r} does not exist (known: {known})",
-                                       field="spec.cluster")
+                raise ValidationFailed(
+                    f"spec.cluster: cluster {cluster!r} does not exist (known: {known})", field="spec.cluster"
+                )
         if info.kind == "Profile":
             cluster = obj.spec.get("cluster")
             if cluster is not None and cluster not in self.p.clusters.names():
-                raise ValidationFailed(f"spec.cluster: cluster {cluster!r} does not exist", field="spec.cluster")
+                raise ValidationFailed(
+                    f"spec.cluster: cluster {cluster!r} does not exist", field="spec.cluster"
+                )
 
     def _prepare(self, identity: Identity, doc: Any, *, profile: str | None, name: str | None = None) -> Any:
         self.p.access.require_role(identity)
@@ -161,7 +180,11 @@ class ResourceService:
     def _default_profile_for(self, identity: Identity, doc: Any, profile: str | None) -> str | None:
         if profile:
             return profile
-        if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) and doc["metadata"].get("namespace"):
+        if (
+            isinstance(doc, dict)
+            and isinstance(doc.get("metadata"), dict)
+            and doc["metadata"].get("namespace")
+        ):
             return None
         return self.default_profile(identity)
 
@@ -181,7 +204,9 @@ class ResourceService:
                 self.p.access.require_admin(identity)
             else:
                 self.require(identity, obj.name, Role.OWNER)
-                if not identity.is_admin and obj.spec.get("resourceQuotaSpec") != self._current_quota(obj.name):
+                if not identity.is_admin and obj.spec.get("resourceQuotaSpec") != self._current_quota(
+                    obj.name
+                ):
                     raise Forbidden("only an admin can change a profile's quota")
         else:
             self.require(identity, obj.profile, Role.EDIT)
@@ -196,7 +221,9 @@ class ResourceService:
         prepared = self._prepare(identity, doc, profile=profile, name=name)
         return self._update(identity, prepared, expected_rv=prepared.resource_version)[0]
 
-    def _update(self, identity: Identity, prepared: Any, *, expected_rv: int | None) -> tuple[dict[str, Any], bool]:
+    def _update(
+        self, identity: Identity, prepared: Any, *, expected_rv: int | None
+    ) -> tuple[dict[str, Any], bool]:
         info, obj = prepared.info, prepared.obj
         self._check_writable(info)
         self._authorize_write(identity, info, obj)
@@ -207,10 +234,16 @@ class ResourceService:
             try:
                 info.check_update(current.spec, obj.spec)
             except ValueError as exc:
-                raise ValidationFailed(f"{exc} cannot be changed after creation (delete and re-create the "
-                                       f"{info.kind})", field=str(exc)) from None
+                raise ValidationFailed(
+                    f"{exc} cannot be changed after creation (delete and re-create the {info.kind})",
+                    field=str(exc),
+                ) from None
         self._check_spec(identity, info, obj)
-        if current.spec == obj.spec and current.labels == obj.labels and current.annotations == obj.annotations:
+        if (
+            current.spec == obj.spec
+            and current.labels == obj.labels
+            and current.annotations == obj.annotations
+        ):
             return self._present(current), False
         updated = self.p.store.update(
             current.copy(spec=obj.spec, labels=obj.labels, annotations=obj.annotations),

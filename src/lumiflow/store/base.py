@@ -18,6 +18,7 @@ committing thread. Subscribers must be quick and must not raise (they enqueue wo
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -108,7 +109,7 @@ class ResourceStore(ABC):
         controller that owns the status). Raises NotFound, Conflict."""
 
     @abstractmethod
-    def update_status_many(self, writes: Sequence[StatusWrite]) -> list[StoredObject | None]:
+    def update_status_many(self, writes: Sequence[StatusWrite]) -> builtins.list[StoredObject | None]:
         """Applies several status writes in one transaction (the scheduler's admissions).
 
         A write whose object is gone or whose expected_rv is stale is skipped and
@@ -127,24 +128,22 @@ class ResourceStore(ABC):
     # --- events ------------------------------------------------------------------
 
     @abstractmethod
-    def record_event(
-        self, obj: StoredObject, *, type: str, reason: str, message: str
-    ) -> Event:
+    def record_event(self, obj: StoredObject, *, type: str, reason: str, message: str) -> Event:
         """Adds an event about ``obj``; an event equal in (type, reason, message) to the
         object's latest one increments that event's count instead."""
 
     @abstractmethod
-    def list_events(self, *, uid: str, limit: int = 200) -> list[Event]:
+    def list_events(self, *, uid: str, limit: int = 200) -> builtins.list[Event]:
         """Events of the object with ``uid``, oldest first."""
 
     # --- users and tokens ----------------------------------------------------------
 
     @abstractmethod
-    def create_user(self, name: str, groups: list[str]) -> User:
+    def create_user(self, name: str, groups: builtins.list[str]) -> User:
         """Raises AlreadyExists."""
 
     @abstractmethod
-    def update_user(self, name: str, groups: list[str]) -> User:
+    def update_user(self, name: str, groups: builtins.list[str]) -> User:
         """Raises NotFound."""
 
     @abstractmethod
@@ -152,7 +151,7 @@ class ResourceStore(ABC):
         """Raises NotFound."""
 
     @abstractmethod
-    def list_users(self) -> list[User]: ...
+    def list_users(self) -> builtins.list[User]: ...
 
     @abstractmethod
     def delete_user(self, name: str) -> None:
@@ -168,7 +167,7 @@ class ResourceStore(ABC):
         """Raises NotFound."""
 
     @abstractmethod
-    def list_tokens(self, *, user: str | None = None) -> list[Token]: ...
+    def list_tokens(self, *, user: str | None = None) -> builtins.list[Token]: ...
 
     @abstractmethod
     def revoke_token(self, token_id: str) -> Token:

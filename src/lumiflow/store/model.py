@@ -127,7 +127,12 @@ class Event:
             "count": self.count,
             "firstTimestamp": to_rfc3339(self.first_timestamp),
             "lastTimestamp": to_rfc3339(self.last_timestamp),
-            "involvedObject": {"kind": self.kind, "namespace": self.profile, "name": self.name, "uid": self.object_uid},
+            "involvedObject": {
+                "kind": self.kind,
+                "namespace": self.profile,
+                "name": self.name,
+                "uid": self.object_uid,
+            },
         }
 
 

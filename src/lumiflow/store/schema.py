@@ -43,7 +43,9 @@ metadata = sa.MetaData()
 resources = sa.Table(
     "resources",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
     sa.Column("uid", sa.String(36), nullable=False, unique=True),
     sa.Column("kind", sa.String(63), nullable=False),
     sa.Column("api_version", sa.String(128), nullable=False),
@@ -70,7 +72,9 @@ resources = sa.Table(
 events = sa.Table(
     "events",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
     sa.Column("object_uid", sa.String(36), nullable=False),
     sa.Column("kind", sa.String(63), nullable=False),
     sa.Column("profile", sa.String(63), nullable=False),

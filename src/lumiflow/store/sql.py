@@ -8,6 +8,7 @@ which WAL lets run beside a writer.
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import threading
 import uuid
@@ -106,7 +107,7 @@ class SQLStore(ResourceStore):
     def __init__(self, url: str, *, pool_size: int = 8, create_schema: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: builtins.list[Subscriber] = []
         self._lock = threading.Lock()
         try:
             ensure_schema(self.engine, create_if_empty=create_schema)
@@ -121,7 +122,7 @@ class SQLStore(ResourceStore):
     @contextmanager
     def _write(self) -> Iterator[tuple[sa.Connection, list[Change]]]:
         """One write transaction; changes are announced after a successful commit only."""
-        changes: list[Change] = []
+        changes: builtins.list[Change] = []
         try:
             with self.engine.connect().execution_options(lumiflow_write=True) as conn, conn.begin():
                 yield conn, changes
@@ -143,7 +144,7 @@ class SQLStore(ResourceStore):
         except DBAPIError as exc:
             raise StoreUnavailable(f"database error: {exc.orig}") from exc
 
-    def _announce(self, changes: list[Change]) -> None:
+    def _announce(self, changes: builtins.list[Change]) -> None:
         if not changes:
             return
         for change in changes:
@@ -265,7 +266,7 @@ class SQLStore(ResourceStore):
             )
         query = query.order_by(_R.c.profile, _R.c.name)
         wanted = limit if limit and limit > 0 else None
-        items: list[StoredObject] = []
+        items: builtins.list[StoredObject] = []
         chunk = 500 if selector is not None and not selector.empty else (wanted + 1 if wanted else None)
         with self._read() as conn:
             if chunk is None:
@@ -351,7 +352,7 @@ class SQLStore(ResourceStore):
         return updated
 
     def _write_status(
-        self, conn: sa.Connection, write: StatusWrite, changes: list[Change]
+        self, conn: sa.Connection, write: StatusWrite, changes: builtins.list[Change]
     ) -> StoredObject:
         current = self._select_one(conn, write.kind, write.profile, write.name)
         if write.expected_rv is not None and current.resource_version != write.expected_rv:
@@ -390,8 +391,8 @@ class SQLStore(ResourceStore):
         with self._write() as (conn, changes):
             return self._write_status(conn, StatusWrite(kind, profile, name, status, expected_rv), changes)
 
-    def update_status_many(self, writes: Sequence[StatusWrite]) -> list[StoredObject | None]:
-        results: list[StoredObject | None] = []
+    def update_status_many(self, writes: Sequence[StatusWrite]) -> builtins.list[StoredObject | None]:
+        results: builtins.list[StoredObject | None] = []
         with self._write() as (conn, changes):
             for write in writes:
                 try:
@@ -440,39 +441,66 @@ class SQLStore(ResourceStore):
                 sa.select(ev).where(ev.c.object_uid == obj.uid).order_by(ev.c.id.desc()).limit(1)
             ).first()
             if last is not None and (last.type, last.reason, last.message) == (type, reason, message):
-                conn.execute(
-                    sa.update(ev).where(ev.c.id == last.id).values(count=last.count + 1, last_timestamp=now)
-                )
+                count = int(last._mapping["count"]) + 1
+                conn.execute(sa.update(ev).where(ev.c.id == last.id).values(count=count, last_timestamp=now))
                 return Event(
-                    last.id, obj.uid, obj.kind, obj.profile, obj.name, type, reason, message,
-                    last.count + 1, last.first_timestamp, now,
+                    last.id,
+                    obj.uid,
+                    obj.kind,
+                    obj.profile,
+                    obj.name,
+                    type,
+                    reason,
+                    message,
+                    count,
+                    last.first_timestamp,
+                    now,
                 )
             result = conn.execute(
                 ev.insert().values(
-                    object_uid=obj.uid, kind=obj.kind, profile=obj.profile, name=obj.name, type=type,
-                    reason=reason, message=message, count=1, first_timestamp=now, last_timestamp=now,
+                    object_uid=obj.uid,
+                    kind=obj.kind,
+                    profile=obj.profile,
+                    name=obj.name,
+                    type=type,
+                    reason=reason,
+                    message=message,
+                    count=1,
+                    first_timestamp=now,
+                    last_timestamp=now,
                 )
             )
             event_id = int(result.inserted_primary_key[0]) if result.inserted_primary_key else 0
         return Event(event_id, obj.uid, obj.kind, obj.profile, obj.name, type, reason, message, 1, now, now)
 
-    def list_events(self, *, uid: str, limit: int = 200) -> list[Event]:
+    def list_events(self, *, uid: str, limit: int = 200) -> builtins.list[Event]:
         ev = schema.events
         with self._read() as conn:
             rows = list(
-                conn.execute(sa.select(ev).where(ev.c.object_uid == uid).order_by(ev.c.id.desc()).limit(limit))
+                conn.execute(
+                    sa.select(ev).where(ev.c.object_uid == uid).order_by(ev.c.id.desc()).limit(limit)
+                )
             )
         return [
             Event(
-                r.id, r.object_uid, r.kind, r.profile, r.name, r.type, r.reason, r.message, r.count,
-                r.first_timestamp, r.last_timestamp,
+                r.id,
+                r.object_uid,
+                r.kind,
+                r.profile,
+                r.name,
+                r.type,
+                r.reason,
+                r.message,
+                r._mapping["count"],
+                r.first_timestamp,
+                r.last_timestamp,
             )
             for r in reversed(rows)
         ]
 
     # --- users and tokens ----------------------------------------------------------
 
-    def create_user(self, name: str, groups: list[str]) -> User:
+    def create_user(self, name: str, groups: builtins.list[str]) -> User:
         now = utcnow()
         with self._write() as (conn, _):
             if conn.execute(sa.select(schema.users.c.name).where(schema.users.c.name == name)).first():
@@ -480,7 +508,7 @@ class SQLStore(ResourceStore):
             conn.execute(schema.users.insert().values(name=name, groups=list(groups), created_at=now))
         return User(name, list(groups), now)
 
-    def update_user(self, name: str, groups: list[str]) -> User:
+    def update_user(self, name: str, groups: builtins.list[str]) -> User:
         with self._write() as (conn, _):
             result = conn.execute(
                 sa.update(schema.users).where(schema.users.c.name == name).values(groups=list(groups))
@@ -496,7 +524,7 @@ class SQLStore(ResourceStore):
             raise NotFound(f"user {name!r} not found")
         return User(row.name, list(row.groups), row.created_at)
 
-    def list_users(self) -> list[User]:
+    def list_users(self) -> builtins.list[User]:
         with self._read() as conn:
             rows = conn.execute(sa.select(schema.users).order_by(schema.users.c.name))
             return [User(r.name, list(r.groups), r.created_at) for r in rows]
@@ -517,12 +545,18 @@ class SQLStore(ResourceStore):
     def _token(row: Any) -> Token:
         return Token(row.id, row.user_name, row.description, row.issued_at, row.expires_at, row.revoked_at)
 
-    def add_token(self, *, token_id: str, user: str, description: str, issued_at: Any, expires_at: Any) -> Token:
+    def add_token(
+        self, *, token_id: str, user: str, description: str, issued_at: Any, expires_at: Any
+    ) -> Token:
         with self._write() as (conn, _):
             conn.execute(
                 schema.tokens.insert().values(
-                    id=token_id, user_name=user, description=description, issued_at=issued_at,
-                    expires_at=expires_at, revoked_at=None,
+                    id=token_id,
+                    user_name=user,
+                    description=description,
+                    issued_at=issued_at,
+                    expires_at=expires_at,
+                    revoked_at=None,
                 )
             )
         return Token(token_id, user, description, issued_at, expires_at, None)
@@ -534,7 +568,7 @@ class SQLStore(ResourceStore):
             raise NotFound(f"token {token_id!r} not found")
         return self._token(row)
 
-    def list_tokens(self, *, user: str | None = None) -> list[Token]:
+    def list_tokens(self, *, user: str | None = None) -> builtins.list[Token]:
         query = sa.select(schema.tokens).order_by(schema.tokens.c.issued_at)
         if user is not None:
             query = query.where(schema.tokens.c.user_name == user)
@@ -548,7 +582,9 @@ class SQLStore(ResourceStore):
             if row is None:
                 raise NotFound(f"token {token_id!r} not found")
             if row.revoked_at is None:
-                conn.execute(sa.update(schema.tokens).where(schema.tokens.c.id == token_id).values(revoked_at=now))
+                conn.execute(
+                    sa.update(schema.tokens).where(schema.tokens.c.id == token_id).values(revoked_at=now)
+                )
         return self.get_token(token_id)
 
     def revoked_token_ids(self) -> set[str]:
@@ -559,4 +595,3 @@ class SQLStore(ResourceStore):
 
 def open_store(url: str, *, pool_size: int = 8, create_schema: bool = True) -> SQLStore:
     return SQLStore(url, pool_size=pool_size, create_schema=create_schema)
-

@@ -53,10 +53,28 @@ SHIM = Path(__file__).with_name("shim.py")
 
 #: Variables of the server's environment a replica inherits (a container would get none).
 DEFAULT_INHERITED_ENV = (
-    "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SHELL",
-    "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
-    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONSTRAINT", "HF_HOME",
-    "TORCH_HOME", "XDG_CACHE_HOME",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "SHELL",
+    "LD_LIBRARY_PATH",
+    "CUDA_HOME",
+    "CUDA_PATH",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_CONSTRAINT",
+    "HF_HOME",
+    "TORCH_HOME",
+    "XDG_CACHE_HOME",
 )
 
 
@@ -279,7 +297,12 @@ class LocalCluster(ClusterBackend):
                     "ports": {p: self._free_port() for p in r.ports},
                     "gpus": self._allocate_gpus(owner, r.request.gpu) if r.request.gpu else [],
                 }
-        plan = {"gang": spec.gang_id, "attempt": spec.attempt, "name": spec.display_name, "replicas": replicas}
+        plan = {
+            "gang": spec.gang_id,
+            "attempt": spec.attempt,
+            "name": spec.display_name,
+            "replicas": replicas,
+        }
         attempt_dir.mkdir(parents=True, exist_ok=True)
         _write_json(plan_path, plan)
         return plan
@@ -321,8 +344,15 @@ class LocalCluster(ClusterBackend):
             argv = [resolve_placeholders(a, addresses) for a in replica.argv]
             _write_json(
                 rdir / "launch.json",
-                {"argv": argv, "env": env, "cwd": cwd, "grace": spec.grace_seconds,
-                 "gpus": info["gpus"], "ports": info["ports"], "host": info["host"]},
+                {
+                    "argv": argv,
+                    "env": env,
+                    "cwd": cwd,
+                    "grace": spec.grace_seconds,
+                    "gpus": info["gpus"],
+                    "ports": info["ports"],
+                    "host": info["host"],
+                },
             )
             lock_fd = os.open(rdir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -431,8 +461,12 @@ class LocalCluster(ClusterBackend):
                 _write_json(rdir / "exit.json", outcome)
             return self._replica_status(rdir, plan_info)
         if (rdir / "stop").exists():
-            outcome = {"exitCode": 143, "reason": "Stopped", "message": "stopped before it started",
-                       "finishedAt": time.time()}
+            outcome = {
+                "exitCode": 143,
+                "reason": "Stopped",
+                "message": "stopped before it started",
+                "finishedAt": time.time(),
+            }
             with contextlib.suppress(OSError):
                 _write_json(rdir / "exit.json", outcome)
             return self._replica_status(rdir, plan_info)

@@ -25,11 +25,19 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
-_state = {"stop_requested": False, "child": 0, "grace": 30.0}
+
+class _State:
+    stop_requested = False
+    child = 0
+    grace = 30.0
 
 
-def _write_json(path, value):
+_state = _State()
+
+
+def _write_json(path: str, value: Any) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(value, fh)
@@ -38,20 +46,20 @@ def _write_json(path, value):
     os.replace(tmp, path)
 
 
-def _on_term(signum, frame):
-    child = _state["child"]
-    if _state["stop_requested"] or not child:
+def _on_term(signum: int, frame: Any) -> None:
+    child = _state.child
+    if _state.stop_requested or not child:
         return
-    _state["stop_requested"] = True
+    _state.stop_requested = True
     try:
         os.killpg(child, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    signal.setitimer(signal.ITIMER_REAL, max(0.001, _state["grace"]))
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, _state.grace))
 
 
-def _on_alarm(signum, frame):
-    child = _state["child"]
+def _on_alarm(signum: int, frame: Any) -> None:
+    child = _state.child
     if child:
         try:
             os.killpg(child, signal.SIGKILL)
@@ -59,7 +67,7 @@ def _on_alarm(signum, frame):
             pass
 
 
-def _spawn(argv, env, cwd, log_fd):
+def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_fd: int) -> tuple[int, Any]:
     """fork+exec with a close-on-exec pipe that carries the exec error, as subprocess does."""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -100,11 +108,11 @@ def _spawn(argv, env, cwd, log_fd):
     return pid, None
 
 
-def main():
+def main() -> None:
     replica_dir, start_fd = sys.argv[1], int(sys.argv[2])
     with open(os.path.join(replica_dir, "launch.json")) as fh:
         launch = json.load(fh)
-    _state["grace"] = float(launch.get("grace", 30.0))
+    _state.grace = float(launch.get("grace", 30.0))
     started = time.time()
     _write_json(os.path.join(replica_dir, "shim.json"), {"pid": os.getpid(), "startedAt": started})
     signal.signal(signal.SIGTERM, _on_term)
@@ -121,14 +129,19 @@ def main():
         code = 127 if error["errno"] == errno.ENOENT else 126
         _write_json(
             exit_path,
-            {"exitCode": code, "reason": "StartError", "message": error["message"],
-             "startedAt": started, "finishedAt": time.time()},
+            {
+                "exitCode": code,
+                "reason": "StartError",
+                "message": error["message"],
+                "startedAt": started,
+                "finishedAt": time.time(),
+            },
         )
         os.write(start_fd, b"ok\n")
         os.close(start_fd)
         return
     os.close(log_fd)
-    _state["child"] = pid
+    _state.child = pid
     _write_json(os.path.join(replica_dir, "child.json"), {"pid": pid, "pgid": pid, "startedAt": started})
     try:
         os.write(start_fd, b"ok\n")
@@ -158,7 +171,7 @@ def main():
     else:
         code = os.WEXITSTATUS(status)
         message = f"exited with code {code}"
-    if _state["stop_requested"]:
+    if _state.stop_requested:
         reason = "Stopped"
     elif code == 0:
         reason = "Completed"
@@ -168,8 +181,13 @@ def main():
         reason = "Error"
     _write_json(
         exit_path,
-        {"exitCode": code, "reason": reason, "message": message, "startedAt": started,
-         "finishedAt": time.time()},
+        {
+            "exitCode": code,
+            "reason": reason,
+            "message": message,
+            "startedAt": started,
+            "finishedAt": time.time(),
+        },
     )
 
 

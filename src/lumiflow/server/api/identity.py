@@ -31,7 +31,9 @@ class NewUser(BaseModel):
     @classmethod
     def _name(cls, value: str) -> str:
         if not _USER.match(value):
-            raise ValueError("user names are 1-253 letters, digits and . _ @ + -, starting with a letter or digit")
+            raise ValueError(
+                "user names are 1-253 letters, digits and . _ @ + -, starting with a letter or digit"
+            )
         return value
 
     @field_validator("groups")
@@ -106,8 +108,9 @@ def router() -> APIRouter:
         return {"kind": "Status", "status": "Success", "details": {"kind": "User", "name": name}}
 
     @r.get("/api/v1/tokens", summary="List tokens (yours; an admin may list anyone's)")
-    def list_tokens(request: Request, caller: Caller,
-                    user: Annotated[str | None, Query(max_length=253)] = None) -> dict[str, Any]:
+    def list_tokens(
+        request: Request, caller: Caller, user: Annotated[str | None, Query(max_length=253)] = None
+    ) -> dict[str, Any]:
         platform = platform_of(request)
         wanted = user or (None if caller.is_admin else caller.user)
         if wanted != caller.user:

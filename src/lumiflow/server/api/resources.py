@@ -20,17 +20,30 @@ from lumiflow.server.deps import current_identity, platform_of, read_body, servi
 from lumiflow.server.logs import LogRequest, LogStream
 
 Caller = Annotated[Identity, Depends(current_identity)]
-LabelSelector = Annotated[str | None, Query(alias="labelSelector", max_length=4096, description="key=value,key!=v,key in (a,b)")]
+LabelSelector = Annotated[
+    str | None, Query(alias="labelSelector", max_length=4096, description="key=value,key!=v,key in (a,b)")
+]
 Limit = Annotated[int | None, Query(ge=1, le=1000, description="page size")]
-Continue = Annotated[str | None, Query(alias="continue", max_length=4096, description="token from the previous page")]
+Continue = Annotated[
+    str | None, Query(alias="continue", max_length=4096, description="token from the previous page")
+]
 
 MANIFEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"type": "object", "required": ["apiVersion", "kind"],
-                                            "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
-                                                           "metadata": {"type": "object"}, "spec": {"type": "object"}}}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["apiVersion", "kind"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        "spec": {"type": "object"},
+                    },
+                }
+            },
             "application/yaml": {"schema": {"type": "string"}},
         },
     }
@@ -55,17 +68,35 @@ def namespaced_routes(info: KindInfo) -> APIRouter:
     base = f"/api/v1/profiles/{{profile}}/{info.plural}"
 
     @router.get(f"/api/v1/{info.plural}", summary=f"List {info.plural} in every profile you can see")
-    def list_all(request: Request, caller: Caller, label_selector: LabelSelector = None, limit: Limit = None,
-                 continue_: Continue = None) -> dict[str, Any]:
-        page = service_of(request).list(caller, info, profile=None, label_selector=label_selector, limit=limit,
-                                        continue_token=continue_)
+    def list_all(
+        request: Request,
+        caller: Caller,
+        label_selector: LabelSelector = None,
+        limit: Limit = None,
+        continue_: Continue = None,
+    ) -> dict[str, Any]:
+        page = service_of(request).list(
+            caller, info, profile=None, label_selector=label_selector, limit=limit, continue_token=continue_
+        )
         return _list_body(info, page.items, page.continue_token)
 
     @router.get(base, summary=f"List {info.plural} of a profile")
-    def list_profile(request: Request, profile: str, caller: Caller, label_selector: LabelSelector = None,
-                     limit: Limit = None, continue_: Continue = None) -> dict[str, Any]:
-        page = service_of(request).list(caller, info, profile=profile, label_selector=label_selector, limit=limit,
-                                        continue_token=continue_)
+    def list_profile(
+        request: Request,
+        profile: str,
+        caller: Caller,
+        label_selector: LabelSelector = None,
+        limit: Limit = None,
+        continue_: Continue = None,
+    ) -> dict[str, Any]:
+        page = service_of(request).list(
+            caller,
+            info,
+            profile=profile,
+            label_selector=label_selector,
+            limit=limit,
+            continue_token=continue_,
+        )
         return _list_body(info, page.items, page.continue_token)
 
     @router.get(f"{base}/{{name}}", summary=f"Get a {info.singular}")
@@ -83,10 +114,14 @@ def namespaced_routes(info: KindInfo) -> APIRouter:
             doc = await read_body(request)
             return await run_in_threadpool(service_of(request).create, caller, doc, profile=profile)
 
-        @router.put(f"{base}/{{name}}", summary=f"Replace a {info.singular}'s spec", openapi_extra=MANIFEST_BODY)
+        @router.put(
+            f"{base}/{{name}}", summary=f"Replace a {info.singular}'s spec", openapi_extra=MANIFEST_BODY
+        )
         async def update(request: Request, profile: str, name: str, caller: Caller) -> dict[str, Any]:
             doc = await read_body(request)
-            return await run_in_threadpool(service_of(request).update, caller, doc, profile=profile, name=name)
+            return await run_in_threadpool(
+                service_of(request).update, caller, doc, profile=profile, name=name
+            )
 
         @router.delete(f"{base}/{{name}}", summary=f"Delete a {info.singular}")
         def delete(request: Request, profile: str, name: str, caller: Caller) -> JSONResponse:
@@ -94,8 +129,11 @@ def namespaced_routes(info: KindInfo) -> APIRouter:
 
     if info.has_logs:
 
-        @router.get(f"{base}/{{name}}/logs", summary=f"Stream a replica's log of a {info.singular}",
-                    response_class=StreamingResponse)
+        @router.get(
+            f"{base}/{{name}}/logs",
+            summary=f"Stream a replica's log of a {info.singular}",
+            response_class=StreamingResponse,
+        )
         async def logs(
             request: Request,
             profile: str,
@@ -118,13 +156,21 @@ def profile_routes(info: KindInfo) -> APIRouter:
     router = APIRouter(tags=["profiles"])
 
     @router.get("/api/v1/profiles", summary="List the profiles you can see")
-    def list_profiles(request: Request, caller: Caller, label_selector: LabelSelector = None, limit: Limit = None,
-                      continue_: Continue = None) -> dict[str, Any]:
-        page = service_of(request).list(caller, info, profile=None, label_selector=label_selector, limit=limit,
-                                        continue_token=continue_)
+    def list_profiles(
+        request: Request,
+        caller: Caller,
+        label_selector: LabelSelector = None,
+        limit: Limit = None,
+        continue_: Continue = None,
+    ) -> dict[str, Any]:
+        page = service_of(request).list(
+            caller, info, profile=None, label_selector=label_selector, limit=limit, continue_token=continue_
+        )
         return _list_body(info, page.items, page.continue_token)
 
-    @router.post("/api/v1/profiles", status_code=201, summary="Create a profile (admin)", openapi_extra=MANIFEST_BODY)
+    @router.post(
+        "/api/v1/profiles", status_code=201, summary="Create a profile (admin)", openapi_extra=MANIFEST_BODY
+    )
     async def create(request: Request, caller: Caller) -> dict[str, Any]:
         doc = await read_body(request)
         return await run_in_threadpool(service_of(request).create, caller, doc, profile=None)
@@ -133,8 +179,11 @@ def profile_routes(info: KindInfo) -> APIRouter:
     def get(request: Request, name: str, caller: Caller) -> dict[str, Any]:
         return service_of(request).get(caller, info, "", name)
 
-    @router.put("/api/v1/profiles/{name}", summary="Replace a profile's spec (quota: admin)",
-                openapi_extra=MANIFEST_BODY)
+    @router.put(
+        "/api/v1/profiles/{name}",
+        summary="Replace a profile's spec (quota: admin)",
+        openapi_extra=MANIFEST_BODY,
+    )
     async def update(request: Request, name: str, caller: Caller) -> dict[str, Any]:
         doc = await read_body(request)
         return await run_in_threadpool(service_of(request).update, caller, doc, profile=None, name=name)
@@ -153,10 +202,17 @@ def profile_routes(info: KindInfo) -> APIRouter:
 def apply_routes() -> APIRouter:
     router = APIRouter(tags=["apply"])
 
-    @router.post("/api/v1/apply", summary="Create or update any kind from its manifest (idempotent)",
-                 openapi_extra=MANIFEST_BODY)
-    async def apply(request: Request, response: Response, caller: Caller,
-                    profile: Annotated[str | None, Query(max_length=63)] = None) -> dict[str, Any]:
+    @router.post(
+        "/api/v1/apply",
+        summary="Create or update any kind from its manifest (idempotent)",
+        openapi_extra=MANIFEST_BODY,
+    )
+    async def apply(
+        request: Request,
+        response: Response,
+        caller: Caller,
+        profile: Annotated[str | None, Query(max_length=63)] = None,
+    ) -> dict[str, Any]:
         doc = await read_body(request)
         manifest, action = await run_in_threadpool(service_of(request).apply, caller, doc, profile=profile)
         response.headers["X-Lumiflow-Action"] = action

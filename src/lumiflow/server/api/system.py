@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from lumiflow import __version__
 from lumiflow.auth.identity import Identity
 from lumiflow.common.quantity import Resources
+from lumiflow.common.version import __version__
 from lumiflow.resources.workload import ACTIVE_PHASES, WAITING_PHASES, Workload
 from lumiflow.server.deps import current_identity, platform_of
 
@@ -54,15 +54,17 @@ def router() -> APIRouter:
             config = platform.clusters.configs[name]
             cap = backend.capacity()
             u = used.get(name, Resources())
-            items.append({
-                "name": name,
-                "type": config.type,
-                "home": config.home,
-                "labels": config.labels,
-                "capacity": {"cpu": cap.total.cpu, "memory": cap.total.memory, "gpu": cap.total.gpu},
-                "used": {"cpu": u.cpu, "memory": u.memory, "gpu": u.gpu, "workloads": u.workloads},
-                "queued": queued.get(name, 0),
-            })
+            items.append(
+                {
+                    "name": name,
+                    "type": config.type,
+                    "home": config.home,
+                    "labels": config.labels,
+                    "capacity": {"cpu": cap.total.cpu, "memory": cap.total.memory, "gpu": cap.total.gpu},
+                    "used": {"cpu": u.cpu, "memory": u.memory, "gpu": u.gpu, "workloads": u.workloads},
+                    "queued": queued.get(name, 0),
+                }
+            )
         return {"kind": "ClusterList", "items": items}
 
     return r

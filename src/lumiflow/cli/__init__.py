@@ -1,0 +1,1 @@
+"""The command line `lumi`: a thin face over the SDK."""

@@ -1,0 +1,23 @@
+"""What runs inside a replica. Imports only the standard library (and what the job uses).
+
+Later issues add metric reporting, checkpoint helpers and component entry points here;
+the import-linter contract keeps this package free of platform imports.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def replica_info() -> dict[str, str]:
+    """The replica's identity as lumiflow's controller set it (empty outside lumiflow)."""
+    keys = (
+        "LUMIFLOW_JOB_NAME",
+        "LUMIFLOW_PROFILE",
+        "LUMIFLOW_REPLICA_TYPE",
+        "LUMIFLOW_REPLICA_INDEX",
+        "LUMIFLOW_REPLICA_NAME",
+        "LUMIFLOW_ATTEMPT",
+        "LUMIFLOW_URL",
+    )
+    return {k[len("LUMIFLOW_") :].lower(): os.environ[k] for k in keys if k in os.environ}
