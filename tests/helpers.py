@@ -67,6 +67,7 @@ def lumi(
     full_env = {**os.environ, "LUMIFLOW_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
     result = subprocess.run(
         [*LUMI, *args],
+        check=False,
         input=input,
         capture_output=True,
         text=True,
