@@ -35,6 +35,7 @@ class LogStream:
     def __init__(self, platform: Platform, request: LogRequest) -> None:
         self.p = platform
         self.r = request
+        self.first_attempt = 0
 
     def _workload(self) -> Workload | None:
         try:
@@ -46,10 +47,12 @@ class LogStream:
         return wl
 
     def check(self) -> None:
-        """Resolves the replica name before streaming starts (so errors get a status code)."""
+        """Resolves the replica and the first attempt before streaming starts (so that
+        errors get a status code)."""
         if self.r.attempt is not None and self.r.attempt < 0:
             raise BadRequest("attempt must be 0 or more", field="attempt")
         wl = self._workload()
+        self.first_attempt = 0
         if wl is None:
             if self.r.follow:
                 return
@@ -58,13 +61,17 @@ class LogStream:
         if self.r.replica is None:
             self.r.replica = names[0]
         elif self.r.replica not in names:
-            raise NotFound(
-                f"replica {self.r.replica!r} not found (replicas: {', '.join(names)})", field="replica"
-            )
-        if self.r.attempt is not None and self.r.attempt > wl.spec.attempt:
-            raise NotFound(
-                f"attempt {self.r.attempt} has not happened (latest: {wl.spec.attempt})", field="attempt"
-            )
+            raise NotFound(f"replica {self.r.replica!r} not found (replicas: {', '.join(names)})", field="replica")
+        if self.r.attempt is not None:
+            if self.r.attempt > wl.spec.attempt:
+                raise NotFound(
+                    f"attempt {self.r.attempt} has not happened (latest: {wl.spec.attempt})", field="attempt"
+                )
+            self.first_attempt = self.r.attempt
+        else:
+            # Following starts with the attempt about to run or running; a plain read shows
+            # the attempt whose replicas ran last.
+            self.first_attempt = wl.spec.attempt if self.r.follow else wl.status.attempt
 
     def _owner_finished(self, wl: Workload) -> bool:
         if wl.spec.owner is None:
@@ -88,31 +95,31 @@ class LogStream:
         return chunk.data, chunk.next_offset, chunk.complete
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        current = self.first_attempt
         offset = 0
-        current: int | None = None
         while True:
             wl = await run_in_threadpool(self._workload)
             if wl is None or wl.status.cluster is None:
-                if not self.r.follow or (wl is None and current is not None):
+                if not self.r.follow or (wl is None and offset):
                     return
                 await asyncio.sleep(POLL_SECONDS)
                 continue
             if self.r.replica is None:
                 self.r.replica = wl.spec.replicas[0].name
-            attempt = self.r.attempt if self.r.attempt is not None else wl.status.attempt
-            if attempt != current:
-                if current is not None:
-                    yield f"--- lumiflow: gang restarted, attempt {attempt} ---\n".encode()
-                current, offset = attempt, 0
-            data, offset, complete = await run_in_threadpool(self._read, wl, attempt, offset)
+            data, offset, complete = await run_in_threadpool(self._read, wl, current, offset)
             if data:
                 yield data
                 continue
             if not self.r.follow:
                 return
-            if complete:
+            moved_on = wl.status.attempt > current
+            if complete or moved_on:
                 if self.r.attempt is not None:
                     return
+                if wl.spec.attempt > current:
+                    current, offset = current + 1, 0
+                    yield f"--- lumiflow: gang restarted, attempt {current} ---\n".encode()
+                    continue
                 settled = wl.status.phase.is_terminal() and wl.spec.attempt == wl.status.attempt
                 if settled and await run_in_threadpool(self._owner_finished, wl):
                     return

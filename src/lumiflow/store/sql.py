@@ -69,7 +69,12 @@ def _encode_continue(profile: str, name: str) -> str:
 
 def _decode_continue(token: str) -> tuple[str, str]:
     try:
-        profile, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+        # Only the [profile, name] list _encode_continue writes: a JSON string or object of
+        # two items would unpack too, into a cursor nobody issued.
+        if not isinstance(decoded, list) or len(decoded) != 2:
+            raise ValueError
+        profile, name = decoded
         if not isinstance(profile, str) or not isinstance(name, str):
             raise ValueError
         return profile, name

@@ -290,13 +290,21 @@ class LocalCluster(ClusterBackend):
             return existing
         replicas: dict[str, Any] = {}
         with self._lock:
-            for r in spec.replicas:
-                owner = f"{spec.gang_id}/{spec.attempt}/{r.name}"
-                replicas[r.name] = {
-                    "host": self.host,
-                    "ports": {p: self._free_port() for p in r.ports},
-                    "gpus": self._allocate_gpus(owner, r.request.gpu) if r.request.gpu else [],
-                }
+            try:
+                for r in spec.replicas:
+                    owner = f"{spec.gang_id}/{spec.attempt}/{r.name}"
+                    replicas[r.name] = {
+                        "host": self.host,
+                        "ports": {p: self._free_port() for p in r.ports},
+                        "gpus": self._allocate_gpus(owner, r.request.gpu) if r.request.gpu else [],
+                    }
+            except ClusterError:
+                # The gang does not fit: give back what its first replicas were given.
+                for info in replicas.values():
+                    self._ports_taken.difference_update(info["ports"].values())
+                    for g in info["gpus"]:
+                        self._gpu_owner.pop(g, None)
+                raise
         plan = {
             "gang": spec.gang_id,
             "attempt": spec.attempt,
@@ -311,13 +319,24 @@ class LocalCluster(ClusterBackend):
         env = {k: os.environ[k] for k in self._inherit if k in os.environ}
         bin_dir = str(Path(self.python).parent)
         path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-        env["PATH"] = f"{bin_dir}:{path}" if bin_dir not in path.split(":") else path
+        rest = [p for p in path.split(":") if p != bin_dir]
+        env["PATH"] = ":".join([bin_dir, *rest])
         return env
 
     # --- launch ----------------------------------------------------------------------
 
+    @staticmethod
+    def _check_placeholders(spec: GangSpec) -> None:
+        """Raises ClusterError for a placeholder naming an unknown replica or port, before
+        anything is allocated or started (a gang starts all or nothing)."""
+        names = {r.name: Address(host="", ports=dict.fromkeys(r.ports, 0)) for r in spec.replicas}
+        for r in spec.replicas:
+            for value in (*r.env.values(), *r.argv):
+                resolve_placeholders(value, names)
+
     def launch(self, spec: GangSpec) -> GangStatus:
         attempt_dir = self._attempt_dir(spec.gang_id, spec.attempt)
+        self._check_placeholders(spec)
         attempt_dir.mkdir(parents=True, exist_ok=True)
         plan = self._plan(spec, attempt_dir)
         addresses = {
@@ -362,16 +381,17 @@ class LocalCluster(ClusterBackend):
                     continue  # another launcher got here first
                 start_r, start_w = os.pipe()
                 try:
-                    popen = subprocess.Popen(
-                        [self.python, "-S", "-I", str(SHIM), str(rdir), str(start_w)],
-                        stdin=subprocess.DEVNULL,
-                        stdout=open(rdir / "shim.log", "ab"),  # noqa: SIM115 - handed to the child
-                        stderr=subprocess.STDOUT,
-                        pass_fds=(lock_fd, start_w),
-                        start_new_session=True,
-                        close_fds=True,
-                        cwd=str(rdir),
-                    )
+                    with open(rdir / "shim.log", "ab") as shim_log:  # the shim keeps its own copy
+                        popen = subprocess.Popen(
+                            [self.python, "-S", "-I", str(SHIM), str(rdir), str(start_w)],
+                            stdin=subprocess.DEVNULL,
+                            stdout=shim_log,
+                            stderr=subprocess.STDOUT,
+                            pass_fds=(lock_fd, start_w),
+                            start_new_session=True,
+                            close_fds=True,
+                            cwd=str(rdir),
+                        )
                 except OSError as exc:
                     os.close(start_r)
                     errors.append(f"{replica.name}: cannot start supervisor: {exc}")
@@ -508,27 +528,31 @@ class LocalCluster(ClusterBackend):
             if (rdir / "exit.json").exists():
                 continue
             marker = rdir / "stop"
-            first = not marker.exists()
-            if first:
-                marker.write_text(str(time.time()))
             launch = _read_json(rdir / "launch.json") or {}
             grace = float(grace_seconds if grace_seconds is not None else launch.get("grace", 30.0))
+            # The marker tells the shim when to SIGKILL (see shim.py); a later stop may only
+            # bring that time forward, and then signals the shim again.
+            now = time.time()
+            asked = _read_json(marker) or {}
+            earlier = float(asked.get("killAt", float("inf")))
+            kill_at = min(now + grace, earlier)
+            signal_shim = kill_at < earlier
+            if signal_shim:
+                _write_json(marker, {"requestedAt": asked.get("requestedAt", now), "killAt": kill_at})
             shim = _read_json(rdir / "shim.json")
             child = _read_json(rdir / "child.json")
             alive = _lock_held(rdir / "lock")
             if alive and shim:
-                if first:
+                if signal_shim:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(shim["pid"]), signal.SIGTERM)
-                else:
+                elif now > kill_at + 5:
                     # The shim enforces the grace period; if it is stuck past it, do it here.
-                    asked = float(marker.read_text() or time.time())
-                    if time.time() - asked > grace + 5:
-                        if child:
-                            with contextlib.suppress(ProcessLookupError, PermissionError):
-                                os.killpg(int(child["pid"]), signal.SIGKILL)
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(int(shim["pid"]), signal.SIGKILL)
+                    if child:
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(int(child["pid"]), signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(shim["pid"]), signal.SIGKILL)
             else:
                 # No live shim: _replica_status records the outcome and kills leftovers.
                 self._replica_status(rdir, {})
@@ -548,7 +572,8 @@ class LocalCluster(ClusterBackend):
                 data = fh.read(max_bytes)
                 size = os.fstat(fh.fileno()).st_size
         except FileNotFoundError:
-            if rdir.exists() or (self._attempt_dir(gang_id, attempt) / "gang.json").exists():
+            plan = _read_json(self._attempt_dir(gang_id, attempt) / "gang.json") or {}
+            if replica in plan.get("replicas", {}):  # planned, not started yet
                 return LogChunk(b"", offset, terminal)
             raise NotFound(f"no log for replica {replica} (attempt {attempt})") from None
         next_offset = max(0, offset) + len(data)

@@ -9,7 +9,9 @@ packages, so it starts in a few milliseconds). It
 3. writes one line to START_FD (``ok`` or ``error ...``) so the launcher knows the replica
    started, then closes it;
 4. on SIGTERM/SIGINT forwards SIGTERM to the command's process group and, after the grace
-   period, SIGKILL;
+   period, SIGKILL. The server writes the time of that SIGKILL (``killAt``) into ``stop``
+   before it signals, so ``stop(grace_seconds=...)`` can shorten the gang's grace; a later,
+   earlier ``killAt`` (another SIGTERM) moves the SIGKILL forward;
 5. when the command exits, kills what is left of its process group (as a container's
    processes all end with it) and writes ``exit.json`` atomically: the outcome survives
    a server that is down at that moment.
@@ -32,6 +34,8 @@ class _State:
     stop_requested = False
     child = 0
     grace = 30.0
+    replica_dir = ""
+    kill_at = 0.0  # wall-clock time of the SIGKILL once a stop was requested
 
 
 _state = _State()
@@ -46,16 +50,33 @@ def _write_json(path: str, value: Any) -> None:
     os.replace(tmp, path)
 
 
+def _kill_deadline() -> float:
+    """The ``killAt`` the server wrote into ``stop``, else the gang's grace from now."""
+    default = time.time() + _state.grace
+    try:
+        with open(os.path.join(_state.replica_dir, "stop")) as fh:
+            value = json.load(fh).get("killAt")
+    except (OSError, ValueError, AttributeError):
+        return default
+    return float(value) if isinstance(value, int | float) else default
+
+
 def _on_term(signum: int, frame: Any) -> None:
     child = _state.child
-    if _state.stop_requested or not child:
+    if not child:
         return
-    _state.stop_requested = True
-    try:
-        os.killpg(child, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    signal.setitimer(signal.ITIMER_REAL, max(0.001, _state.grace))
+    deadline = _kill_deadline()
+    if _state.stop_requested:
+        if deadline >= _state.kill_at:
+            return
+    else:
+        _state.stop_requested = True
+        try:
+            os.killpg(child, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    _state.kill_at = deadline
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, deadline - time.time()))
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
@@ -84,6 +105,10 @@ def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_fd: int) -
             os.dup2(null, 0)
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
+            # Nothing else of the shim's reaches the command: above all not the inherited
+            # ``lock`` descriptor, which would keep the replica "alive" after its shim died.
+            os.closerange(3, err_w)
+            os.closerange(err_w + 1, os.sysconf("SC_OPEN_MAX"))
             os.execvpe(argv[0], argv, env)
         except OSError as exc:
             code = exc.errno or 1
@@ -113,6 +138,7 @@ def main() -> None:
     with open(os.path.join(replica_dir, "launch.json")) as fh:
         launch = json.load(fh)
     _state.grace = float(launch.get("grace", 30.0))
+    _state.replica_dir = replica_dir
     started = time.time()
     _write_json(os.path.join(replica_dir, "shim.json"), {"pid": os.getpid(), "startedAt": started})
     signal.signal(signal.SIGTERM, _on_term)
