@@ -204,3 +204,12 @@ def test_labels_select_and_pages_do_not_repeat(api: ApiHarness) -> None:
         if not token:
             break
     assert seen == ["p1", "p3", "p5"]
+
+
+def test_status_subresource(api: ApiHarness) -> None:
+    doc = job_manifest("st", "print(1)", run_policy={"suspend": True})
+    api.request("POST", "/api/v1/apply", json=doc)
+    body = api.request("GET", "/api/v1/profiles/admin/trainingjobs/st/status").json()
+    assert set(body) == {"apiVersion", "kind", "metadata", "status"}
+    assert body["metadata"]["name"] == "st"
+    assert api.request("GET", "/api/v1/profiles/admin/trainingjobs/none/status").status_code == 404

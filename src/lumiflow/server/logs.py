@@ -61,7 +61,9 @@ class LogStream:
         if self.r.replica is None:
             self.r.replica = names[0]
         elif self.r.replica not in names:
-            raise NotFound(f"replica {self.r.replica!r} not found (replicas: {', '.join(names)})", field="replica")
+            raise NotFound(
+                f"replica {self.r.replica!r} not found (replicas: {', '.join(names)})", field="replica"
+            )
         if self.r.attempt is not None:
             if self.r.attempt > wl.spec.attempt:
                 raise NotFound(

@@ -218,10 +218,13 @@ class SQLStore(ResourceStore):
     def _change(obj: StoredObject, type_: str) -> Change:
         return Change(obj.kind, obj.profile, obj.name, obj.uid, obj.owner_uid, type_)
 
-    def _select_one(self, conn: sa.Connection, kind: str, profile: str, name: str) -> StoredObject:
-        row = conn.execute(
-            sa.select(_R).where(_R.c.kind == kind, _R.c.profile == profile, _R.c.name == name)
-        ).first()
+    def _select_one(
+        self, conn: sa.Connection, kind: str, profile: str, name: str, *, for_update: bool = False
+    ) -> StoredObject:
+        query = sa.select(_R).where(_R.c.kind == kind, _R.c.profile == profile, _R.c.name == name)
+        if for_update:  # PostgreSQL row lock; SQLite's BEGIN IMMEDIATE already serializes writers
+            query = query.with_for_update()
+        row = conn.execute(query).first()
         if row is None:
             where = f" in profile {profile}" if profile else ""
             raise NotFound(f"{kind} {name!r} not found{where}")
@@ -409,7 +412,11 @@ class SQLStore(ResourceStore):
 
     def request_delete(self, kind: str, profile: str, name: str) -> StoredObject | None:
         with self._write() as (conn, changes):
-            current = self._select_one(conn, kind, profile, name)
+            # Locked: the write below has no resourceVersion guard, so on PostgreSQL a
+            # concurrent update (say, removing the last finalizer) could otherwise commit in
+            # between, leaving a deleting object without finalizers and two writes with one
+            # resource_version.
+            current = self._select_one(conn, kind, profile, name, for_update=True)
             if not current.finalizers:
                 conn.execute(sa.delete(_R).where(_R.c.uid == current.uid))
                 changes.append(self._change(current, "deleted"))
@@ -442,6 +449,11 @@ class SQLStore(ResourceStore):
         message = message[:4000]
         reason = reason[:128]
         with self._write() as (conn, _changes):
+            if conn.dialect.name == "postgresql":
+                # One event writer per object at a time: under READ COMMITTED two writers
+                # could both read the same latest event (a lost count) or none (duplicates).
+                # SQLite's BEGIN IMMEDIATE already serializes them.
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(obj.uid))))
             last = conn.execute(
                 sa.select(ev).where(ev.c.object_uid == obj.uid).order_by(ev.c.id.desc()).limit(1)
             ).first()
@@ -587,8 +599,11 @@ class SQLStore(ResourceStore):
             if row is None:
                 raise NotFound(f"token {token_id!r} not found")
             if row.revoked_at is None:
+                # Guarded, so that of two concurrent revocations the first one's time stays.
                 conn.execute(
-                    sa.update(schema.tokens).where(schema.tokens.c.id == token_id).values(revoked_at=now)
+                    sa.update(schema.tokens)
+                    .where(schema.tokens.c.id == token_id, schema.tokens.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
                 )
         return self.get_token(token_id)
 

@@ -103,6 +103,18 @@ def namespaced_routes(info: KindInfo) -> APIRouter:
     def get(request: Request, profile: str, name: str, caller: Caller) -> dict[str, Any]:
         return service_of(request).get(caller, info, profile, name)
 
+    @router.get(
+        f"{base}/{{name}}/status", summary=f"The status of a {info.singular} (written by its controller)"
+    )
+    def status(request: Request, profile: str, name: str, caller: Caller) -> dict[str, Any]:
+        obj = service_of(request).get(caller, info, profile, name)
+        return {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "metadata": obj["metadata"],
+            "status": obj["status"],
+        }
+
     @router.get(f"{base}/{{name}}/events", summary=f"Events of a {info.singular}")
     def events(request: Request, profile: str, name: str, caller: Caller) -> dict[str, Any]:
         return {"kind": "EventList", "items": service_of(request).events(caller, info, profile, name)}
