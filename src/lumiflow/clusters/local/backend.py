@@ -88,7 +88,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    # A temporary name of its own per writer: threads may write the same file at once.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "w") as fh:
         json.dump(value, fh)
         fh.flush()
@@ -117,6 +118,34 @@ def _lock_held(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _started_before(rdir: Path) -> bool:
+    """A shim was started for this replica (it writes ``shim.json`` first), or it was stopped
+    before it started."""
+    return any((rdir / name).exists() for name in ("shim.json", "child.json", "exit.json"))
+
+
+def _start_settled(rdir: Path) -> bool:
+    """The replica's command runs or ended, or nobody is starting it."""
+    return (rdir / "child.json").exists() or (rdir / "exit.json").exists() or not _lock_held(rdir / "lock")
+
+
+def _take_start_lock(lock_fd: int, rdir: Path) -> bool:
+    """Takes a replica's lock to start its shim; False when a shim (or another launcher) has it.
+
+    ``_lock_held`` (``status``) takes the lock for an instant to probe it, so one failed try
+    does not mean that a shim holds it: try again until a shim shows itself or a deadline.
+    """
+    deadline = time.monotonic() + 2
+    while True:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if _started_before(rdir) or time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -285,11 +314,13 @@ class LocalCluster(ClusterBackend):
     def _plan(self, spec: GangSpec, attempt_dir: Path) -> dict[str, Any]:
         """Addresses and GPUs for every replica, decided once and written before any start."""
         plan_path = attempt_dir / "gang.json"
-        existing = _read_json(plan_path)
-        if existing is not None:
-            return existing
-        replicas: dict[str, Any] = {}
+        # One lock around read-decide-write: two launches of one gang (a retry while the first
+        # call still runs) must agree on one plan.
         with self._lock:
+            existing = _read_json(plan_path)
+            if existing is not None:
+                return existing
+            replicas: dict[str, Any] = {}
             try:
                 for r in spec.replicas:
                     owner = f"{spec.gang_id}/{spec.attempt}/{r.name}"
@@ -305,15 +336,15 @@ class LocalCluster(ClusterBackend):
                     for g in info["gpus"]:
                         self._gpu_owner.pop(g, None)
                 raise
-        plan = {
-            "gang": spec.gang_id,
-            "attempt": spec.attempt,
-            "name": spec.display_name,
-            "replicas": replicas,
-        }
-        attempt_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(plan_path, plan)
-        return plan
+            plan = {
+                "gang": spec.gang_id,
+                "attempt": spec.attempt,
+                "name": spec.display_name,
+                "replicas": replicas,
+            }
+            attempt_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(plan_path, plan)
+            return plan
 
     def _base_env(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in self._inherit if k in os.environ}
@@ -348,8 +379,8 @@ class LocalCluster(ClusterBackend):
         for replica in spec.replicas:
             rdir = attempt_dir / replica.name
             rdir.mkdir(exist_ok=True)
-            if (rdir / "exit.json").exists() or (rdir / "child.json").exists() or _lock_held(rdir / "lock"):
-                continue  # started before (this call is a retry after a crash)
+            if _started_before(rdir):
+                continue  # this call is a retry after a crash or a timeout
             info = plan["replicas"][replica.name]
             env = dict(base_env)
             for key, value in replica.env.items():
@@ -361,24 +392,22 @@ class LocalCluster(ClusterBackend):
                 cwd = str(rdir / "workdir")
                 os.makedirs(cwd, exist_ok=True)
             argv = [resolve_placeholders(a, addresses) for a in replica.argv]
-            _write_json(
-                rdir / "launch.json",
-                {
-                    "argv": argv,
-                    "env": env,
-                    "cwd": cwd,
-                    "grace": spec.grace_seconds,
-                    "gpus": info["gpus"],
-                    "ports": info["ports"],
-                    "host": info["host"],
-                },
-            )
             lock_fd = os.open(rdir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                try:
-                    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
+                if not _take_start_lock(lock_fd, rdir) or _started_before(rdir):
                     continue  # another launcher got here first
+                _write_json(
+                    rdir / "launch.json",
+                    {
+                        "argv": argv,
+                        "env": env,
+                        "cwd": cwd,
+                        "grace": spec.grace_seconds,
+                        "gpus": info["gpus"],
+                        "ports": info["ports"],
+                        "host": info["host"],
+                    },
+                )
                 start_r, start_w = os.pipe()
                 try:
                     with open(rdir / "shim.log", "ab") as shim_log:  # the shim keeps its own copy
@@ -423,6 +452,13 @@ class LocalCluster(ClusterBackend):
                     line += part
             finally:
                 os.close(start_r)
+        # Replicas that another call (a retry while this one runs) is starting: wait for
+        # them too, so that every call returns once every replica started or failed to.
+        mine = {name for name, _, _ in started}
+        for replica in spec.replicas:
+            rdir = attempt_dir / replica.name
+            while replica.name not in mine and not _start_settled(rdir) and time.monotonic() < deadline:
+                time.sleep(0.005)
         if errors:
             log.warning("launch of %s/%s: %s", spec.gang_id, spec.attempt, "; ".join(errors))
         return self.status(spec.gang_id, spec.attempt)
@@ -463,6 +499,8 @@ class LocalCluster(ClusterBackend):
                 gpus=gpus,
             )
         if child is not None or (rdir / "shim.json").exists():
+            if (rdir / "exit.json").exists():  # the shim wrote its outcome and ended since
+                return self._replica_status(rdir, plan_info)
             # The shim died without writing an outcome (killed with SIGKILL): end the
             # replica's processes and record the loss, once.
             pid = (child or {}).get("pid")
