@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,13 +26,16 @@ from lumiflow.cli.output import (
     output_option,
 )
 from lumiflow.common.errors import LumiflowError
-from lumiflow.common.settings import Settings, default_home
 from lumiflow.sdk import Client, ClientConfig
+from lumiflow.sdk.config import home_dir
+
+if TYPE_CHECKING:
+    from lumiflow.common.settings import Settings
 
 
 def _home(ctx: click.Context, home: str | None) -> Path:
     value = home or ctx.obj.get("home")
-    return Path(value).expanduser() if value else default_home()
+    return Path(value).expanduser() if value else home_dir()
 
 
 def _state_path(home: Path) -> Path:
@@ -115,6 +118,8 @@ def up(
         overrides["server"]["host"] = host
     if port is not None:
         overrides["server"]["port"] = port
+    from lumiflow.common.settings import Settings
+
     settings = Settings.load(home=home_path, config_file=config_file, overrides=overrides)
     running = _read_state(home_path)
     if running:
@@ -180,7 +185,7 @@ def _up_detached(home: Path, settings: Settings, config_file: str | None, log_le
     if token:
         console.print(f"admin token: {token}", markup=False)
         console.print(f"this CLI is logged in as admin (config {ClientConfig.path(home)})")
-    console.print("stop it with: lumi down" + ("" if home == default_home() else f" --home {home}"))
+    console.print("stop it with: lumi down" + ("" if home == home_dir() else f" --home {home}"))
 
 
 def _serve(home: Path, settings: Settings, log_level: str) -> None:
@@ -287,6 +292,7 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context, home: str | None, config_file: str | None) -> None:
     """Apply the schema migrations this lumiflow ships."""
+    from lumiflow.common.settings import Settings
     from lumiflow.store import migrate
     from lumiflow.store.sql import make_engine
 
@@ -306,6 +312,7 @@ def db_upgrade(ctx: click.Context, home: str | None, config_file: str | None) ->
 @click.pass_context
 def db_current(ctx: click.Context, home: str | None, config_file: str | None) -> None:
     """Print the schema revision of the database and the one this lumiflow needs."""
+    from lumiflow.common.settings import Settings
     from lumiflow.store import migrate
     from lumiflow.store.sql import make_engine
 
