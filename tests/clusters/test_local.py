@@ -268,3 +268,47 @@ def test_reattach_restores_which_gpus_are_taken(local_factory: BackendFactory, t
     assert placed.replicas["main"].gpus != taken
     gate.touch()
     wait_terminal(second, running)
+
+
+# --- how shims are started ----------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("fork_server", [True, False])
+def test_shims_start_with_or_without_the_fork_server(
+    local_factory: BackendFactory, fork_server: bool
+) -> None:
+    backend = local_factory(options={"capacity": {"cpu": 4}, "fork_server": fork_server})
+    gid = local_factory.gang_id()
+    gate = backend.home / "gate"
+    backend.launch(gang(gid, replica("a", gated(gate, then="echo a")), replica("b", sh("exit 4"))))
+    shim_a = int(json.loads((replica_dir(backend, gid, "a") / "shim.json").read_text())["pid"])
+    # Either way the shim leads a session of its own, apart from the server's.
+    assert os.getsid(shim_a) == shim_a
+    assert os.getsid(shim_a) != os.getsid(os.getpid())
+    gate.write_text("go")
+    status = wait_terminal(backend, gid)
+    assert (status.replicas["a"].exit_code, status.replicas["b"].exit_code) == (0, 4)
+    assert read_all(backend, gid, "a") == b"a\n"
+
+
+@pytest.mark.timeout(30)
+def test_a_dead_fork_server_falls_back_to_starting_shims_directly(local_factory: BackendFactory) -> None:
+    backend = local_factory(options={"capacity": {"cpu": 4}})
+    first = local_factory.gang_id()
+    backend.launch(gang(first, replica("main", py("print(1)"))))
+    assert wait_terminal(backend, first).replicas["main"].exit_code == 0
+    server = backend._forkserver._proc  # type: ignore[attr-defined]
+    assert server is not None
+    server.kill()
+    server.wait(timeout=10)
+    second = local_factory.gang_id()
+    backend.launch(gang(second, replica("main", py("print(2)"))))
+    assert wait_terminal(backend, second).replicas["main"].exit_code == 0
+    assert read_all(backend, second, "main") == b"2\n"
+    # The next launch starts a new fork server.
+    third = local_factory.gang_id()
+    backend.launch(gang(third, replica("main", py("print(3)"))))
+    assert wait_terminal(backend, third).replicas["main"].exit_code == 0
+    assert backend._forkserver._proc is not None  # type: ignore[attr-defined]
+    assert backend._forkserver._proc.pid != server.pid  # type: ignore[attr-defined]

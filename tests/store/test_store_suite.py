@@ -576,10 +576,10 @@ def test_subscribers_hear_each_committed_change_after_commit(store: ResourceStor
     changes = [h[0] for h in heard]
     assert changes == [
         Change("Experiment", "team-a", "exp", parent.uid, None, "created"),
-        Change(KIND, "team-a", "trial", child.uid, parent.uid, "created"),
-        Change(KIND, "team-a", "trial", child.uid, parent.uid, "updated"),
-        Change(KIND, "team-a", "trial", child.uid, parent.uid, "status"),
-        Change(KIND, "team-a", "trial", child.uid, parent.uid, "deleted"),
+        Change(KIND, "team-a", "trial", child.uid, parent.uid, "created", "Experiment", "exp"),
+        Change(KIND, "team-a", "trial", child.uid, parent.uid, "updated", "Experiment", "exp"),
+        Change(KIND, "team-a", "trial", child.uid, parent.uid, "status", "Experiment", "exp"),
+        Change(KIND, "team-a", "trial", child.uid, parent.uid, "deleted", "Experiment", "exp"),
     ]
     assert other == changes
     seen = [h[1] for h in heard]
@@ -588,6 +588,22 @@ def test_subscribers_hear_each_committed_change_after_commit(store: ResourceStor
     assert seen[3] is not None and seen[3].status == {"phase": "Running"}
     assert seen[4] is None
     assert {h[2] for h in heard} == {threading.get_ident()}
+
+
+def test_a_status_write_names_its_writer_and_records_its_events(store: ResourceStore) -> None:
+    created = store.create(new_object("job"))
+    heard = collect_changes(store)
+    store.update_status(
+        KIND,
+        "team-a",
+        "job",
+        {"phase": "Running"},
+        writer="TrainingJob",
+        events=[("Normal", "Running", "started"), ("Normal", "Running", "started")],
+    )
+    assert [(c.type, c.writer) for c in heard] == [("status", "TrainingJob")]
+    events = store.list_events(uid=created.uid)
+    assert [(e.reason, e.count) for e in events] == [("Running", 2)]
 
 
 def test_subscribers_are_not_called_when_a_write_fails(store: ResourceStore) -> None:

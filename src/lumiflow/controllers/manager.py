@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lumiflow.common.errors import Conflict, LumiflowError, NotFound, TemporaryError
+from lumiflow.common.errors import Conflict, LumiflowError, TemporaryError
 from lumiflow.store.base import ResourceStore
 from lumiflow.store.model import Change, ObjectRef
 
@@ -162,19 +162,14 @@ class ControllerManager:
 
     def _on_change(self, change: Change) -> None:
         controller = self.controllers.get(change.kind)
-        if controller is not None:
+        # A controller's own status write tells it nothing new; it already decided what to
+        # do next (and the periodic resync covers anything missed).
+        if controller is not None and change.writer != change.kind:
             controller.queue.add(ObjectRef(change.kind, change.profile, change.name))
-        if change.owner_uid:
-            for owner_ctl in self.controllers.values():
-                if change.kind in owner_ctl.owns:
-                    try:
-                        owner = self.store.get_by_uid(change.owner_uid)
-                    except NotFound:
-                        continue
-                    except LumiflowError:
-                        continue
-                    if owner.kind == owner_ctl.kind:
-                        owner_ctl.queue.add(owner.ref)
+        if change.owner_kind and change.owner_name:
+            owner_ctl = self.controllers.get(change.owner_kind)
+            if owner_ctl is not None and change.kind in owner_ctl.owns:
+                owner_ctl.queue.add(ObjectRef(change.owner_kind, change.profile, change.owner_name))
 
     def start(self) -> None:
         for controller in self.controllers.values():

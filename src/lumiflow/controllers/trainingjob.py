@@ -530,9 +530,9 @@ class TrainingJobController(Controller):
         old = before.model_dump(mode="json", exclude_none=True)
         new = after.model_dump(mode="json", exclude_none=True)
         if old != new:
-            updated = self.store.update_status(obj.kind, obj.profile, obj.name, new, expected_rv=None)
-            for type_, reason, message in pending.events:
-                self.store.record_event(updated, type=type_, reason=reason, message=message)
+            self.store.update_status(
+                obj.kind, obj.profile, obj.name, new, writer=self.kind, events=pending.events
+            )
 
 
 __all__ = ["JobSettings", "RestartPolicy", "TrainingJobController"]

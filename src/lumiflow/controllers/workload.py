@@ -302,7 +302,9 @@ class WorkloadController(Controller):
         old = before.model_dump(mode="json", exclude_none=True)
         new = after.model_dump(mode="json", exclude_none=True)
         if old != new:
-            self.store.update_status(obj.kind, obj.profile, obj.name, new, expected_rv=obj.resource_version)
+            self.store.update_status(
+                obj.kind, obj.profile, obj.name, new, expected_rv=obj.resource_version, writer=self.kind
+            )
 
 
 def _earliest(gang: GangStatus) -> datetime | None:

@@ -39,6 +39,8 @@ class Scheduler:
         self.admitted_total = 0
         self.queue_length = 0
         self.on_pass: Callable[[int], None] | None = None
+        #: Parsed Workloads by uid, with the resourceVersion they were parsed at.
+        self._parsed: dict[str, tuple[int, Workload]] = {}
 
     # --- life ----------------------------------------------------------------------------
 
@@ -95,11 +97,17 @@ class Scheduler:
 
         candidates: list[Candidate] = []
         waiting_objs: dict[str, tuple[StoredObject, Workload]] = {}
+        parsed: dict[str, tuple[int, Workload]] = {}
         for obj in objs:
-            try:
-                wl = Workload.parse(obj.to_manifest())
-            except LumiflowError:
-                continue
+            cached = self._parsed.get(obj.uid)
+            if cached is not None and cached[0] == obj.resource_version:
+                wl = cached[1]
+            else:
+                try:
+                    wl = Workload.parse(obj.to_manifest())
+                except LumiflowError:
+                    continue
+            parsed[obj.uid] = (obj.resource_version, wl)
             phase = wl.status.phase
             if phase.holds_resources():
                 request = wl.spec.request()
@@ -135,6 +143,7 @@ class Scheduler:
             )
             waiting_objs[obj.uid] = (obj, wl)
 
+        self._parsed = parsed  # only what is still queued or running stays cached
         decision = schedule(candidates, profiles, clusters, home_cluster=self.clusters.home_name)
         now = to_rfc3339(utcnow())
         writes: list[StatusWrite] = []
@@ -157,6 +166,7 @@ class Scheduler:
                     obj.name,
                     status.model_dump(mode="json", exclude_none=True),
                     expected_rv=obj.resource_version,
+                    writer="scheduler",
                 )
             )
         for uid, (reason, message) in decision.waiting.items():
@@ -178,6 +188,7 @@ class Scheduler:
                     obj.name,
                     status.model_dump(mode="json", exclude_none=True),
                     expected_rv=obj.resource_version,
+                    writer="scheduler",
                 )
             )
         if writes:

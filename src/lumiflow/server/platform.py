@@ -129,7 +129,7 @@ class Platform:
             self._workload_controller.on_backend_change(cluster, gang_id)
 
     def _wake_scheduler_on(self, change: Change) -> None:
-        if change.kind in ("Workload", "Profile"):
+        if change.kind in ("Workload", "Profile") and change.writer != "scheduler":
             self.scheduler.wake()
 
     # --- life ----------------------------------------------------------------------------

@@ -40,6 +40,11 @@ class StatusWrite:
     name: str
     status: dict[str, Any]
     expected_rv: int | None = None
+    #: Who writes (a controller's kind, "scheduler"): announced in the Change, so that a
+    #: controller is not woken by its own status write.
+    writer: str | None = None
+    #: (type, reason, message) events recorded in the same transaction as the status.
+    events: tuple[tuple[str, str, str], ...] = ()
 
 
 class ResourceStore(ABC):
@@ -104,9 +109,13 @@ class ResourceStore(ABC):
         status: dict[str, Any],
         *,
         expected_rv: int | None = None,
+        writer: str | None = None,
+        events: Sequence[tuple[str, str, str]] = (),
     ) -> StoredObject:
-        """Replaces status. ``expected_rv`` None means last writer wins (for the one
-        controller that owns the status). Raises NotFound, Conflict."""
+        """Replaces status and records ``events`` (type, reason, message) in the same
+        transaction. ``expected_rv`` None means last writer wins (for the one controller
+        that owns the status); ``writer`` is passed on in the Change. Raises NotFound,
+        Conflict."""
 
     @abstractmethod
     def update_status_many(self, writes: Sequence[StatusWrite]) -> builtins.list[StoredObject | None]:

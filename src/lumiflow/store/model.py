@@ -56,6 +56,13 @@ class StoredObject:
         return value if isinstance(value, str) else None
 
     @property
+    def controller_owner(self) -> dict[str, Any] | None:
+        for owner in self.owner_references:
+            if owner.get("controller"):
+                return owner
+        return None
+
+    @property
     def owner_uid(self) -> str | None:
         for owner in self.owner_references:
             if owner.get("controller"):
@@ -180,3 +187,7 @@ class Change:
     uid: str
     owner_uid: str | None
     type: str  # created | updated | status | deleted
+    owner_kind: str | None = None
+    owner_name: str | None = None
+    #: Who made the change, when the writer said so (see StatusWrite.writer).
+    writer: str | None = None

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -30,10 +31,43 @@ from lumiflow.store.model import Change, Event, ListResult, StoredObject, Token,
 from lumiflow.store.selectors import Selector
 
 _R = schema.resources
+_EV = schema.events
+
+# Statements built once: building a Core statement costs more than running it on SQLite.
+_BY_NAME = sa.and_(
+    _R.c.kind == sa.bindparam("b_kind"),
+    _R.c.profile == sa.bindparam("b_profile"),
+    _R.c.name == sa.bindparam("b_name"),
+)
+_SELECT_ONE = sa.select(_R).where(_BY_NAME)
+_SELECT_ONE_FOR_UPDATE = _SELECT_ONE.with_for_update()
+_SELECT_UID = sa.select(_R).where(_R.c.uid == sa.bindparam("b_uid"))
+_INSERT = _R.insert()
+_STATUS_VALUES = {
+    "status": sa.bindparam("status"),
+    "phase": sa.bindparam("phase"),
+    "resource_version": _R.c.resource_version + 1,
+    "updated_at": sa.bindparam("updated_at"),
+}
+_UPDATE_STATUS = sa.update(_R).where(_BY_NAME).values(**_STATUS_VALUES).returning(*_R.c)
+_UPDATE_STATUS_RV = (
+    sa.update(_R)
+    .where(_BY_NAME, _R.c.resource_version == sa.bindparam("b_rv"))
+    .values(**_STATUS_VALUES)
+    .returning(*_R.c)
+)
+_LAST_EVENT = (
+    sa.select(_EV).where(_EV.c.object_uid == sa.bindparam("b_uid")).order_by(_EV.c.id.desc()).limit(1)
+)
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def make_engine(url: str, *, pool_size: int = 8) -> sa.Engine:
     """An engine configured for lumiflow's access pattern (many short transactions)."""
+    json_args: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +76,7 @@ def make_engine(url: str, *, pool_size: int = 8) -> sa.Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
             max_overflow=pool_size * 2,
+            **json_args,
         )
 
         @sa_event.listens_for(engine, "connect")
@@ -60,7 +95,9 @@ def make_engine(url: str, *, pool_size: int = 8) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+    return sa.create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True, **json_args
+    )
 
 
 def _encode_continue(profile: str, name: str) -> str:
@@ -180,51 +217,58 @@ class SQLStore(ResourceStore):
             updated_at=now,
             deletion_timestamp=None,
         )
-        with self._write() as (conn, changes):
-            exists = conn.execute(
-                sa.select(_R.c.id).where(
-                    _R.c.kind == obj.kind, _R.c.profile == obj.profile, _R.c.name == obj.name
-                )
-            ).first()
-            if exists:
-                where = f" in profile {obj.profile}" if obj.profile else ""
-                raise AlreadyExists(f"{obj.kind} {obj.name!r} already exists{where}", field="metadata.name")
-            conn.execute(
-                _R.insert().values(
-                    uid=created.uid,
-                    kind=created.kind,
-                    api_version=created.api_version,
-                    profile=created.profile,
-                    name=created.name,
-                    labels=created.labels,
-                    annotations=created.annotations,
-                    owner_references=created.owner_references,
-                    owner_uid=created.owner_uid,
-                    finalizers=created.finalizers,
-                    spec=created.spec,
-                    status=created.status,
-                    phase=_phase_of(created.status),
-                    resource_version=1,
-                    generation=1,
-                    created_at=now,
-                    updated_at=now,
-                    deletion_timestamp=None,
-                )
-            )
-            changes.append(self._change(created, "created"))
+        values = {
+            "uid": created.uid,
+            "kind": created.kind,
+            "api_version": created.api_version,
+            "profile": created.profile,
+            "name": created.name,
+            "labels": created.labels,
+            "annotations": created.annotations,
+            "owner_references": created.owner_references,
+            "owner_uid": created.owner_uid,
+            "finalizers": created.finalizers,
+            "spec": created.spec,
+            "status": created.status,
+            "phase": _phase_of(created.status),
+            "resource_version": 1,
+            "generation": 1,
+            "created_at": now,
+            "updated_at": now,
+            "deletion_timestamp": None,
+        }
+        try:
+            with self._write() as (conn, changes):
+                conn.execute(_INSERT, values)
+                changes.append(self._change(created, "created"))
+        except AlreadyExists:
+            where = f" in profile {obj.profile}" if obj.profile else ""
+            raise AlreadyExists(
+                f"{obj.kind} {obj.name!r} already exists{where}", field="metadata.name"
+            ) from None
         return created
 
     @staticmethod
-    def _change(obj: StoredObject, type_: str) -> Change:
-        return Change(obj.kind, obj.profile, obj.name, obj.uid, obj.owner_uid, type_)
+    def _change(obj: StoredObject, type_: str, *, writer: str | None = None) -> Change:
+        owner = obj.controller_owner
+        return Change(
+            obj.kind,
+            obj.profile,
+            obj.name,
+            obj.uid,
+            obj.owner_uid,
+            type_,
+            owner_kind=owner.get("kind") if owner else None,
+            owner_name=owner.get("name") if owner else None,
+            writer=writer,
+        )
 
     def _select_one(
         self, conn: sa.Connection, kind: str, profile: str, name: str, *, for_update: bool = False
     ) -> StoredObject:
-        query = sa.select(_R).where(_R.c.kind == kind, _R.c.profile == profile, _R.c.name == name)
-        if for_update:  # PostgreSQL row lock; SQLite's BEGIN IMMEDIATE already serializes writers
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+        # FOR UPDATE: PostgreSQL's row lock; SQLite's BEGIN IMMEDIATE already serializes writers.
+        query = _SELECT_ONE_FOR_UPDATE if for_update else _SELECT_ONE
+        row = conn.execute(query, {"b_kind": kind, "b_profile": profile, "b_name": name}).first()
         if row is None:
             where = f" in profile {profile}" if profile else ""
             raise NotFound(f"{kind} {name!r} not found{where}")
@@ -236,7 +280,7 @@ class SQLStore(ResourceStore):
 
     def get_by_uid(self, uid: str) -> StoredObject:
         with self._read() as conn:
-            row = conn.execute(sa.select(_R).where(_R.c.uid == uid)).first()
+            row = conn.execute(_SELECT_UID, {"b_uid": uid}).first()
         if row is None:
             raise NotFound(f"object with uid {uid} not found")
         return _row_to_object(row)
@@ -362,29 +406,29 @@ class SQLStore(ResourceStore):
     def _write_status(
         self, conn: sa.Connection, write: StatusWrite, changes: builtins.list[Change]
     ) -> StoredObject:
-        current = self._select_one(conn, write.kind, write.profile, write.name)
-        if write.expected_rv is not None and current.resource_version != write.expected_rv:
+        params = {
+            "b_kind": write.kind,
+            "b_profile": write.profile,
+            "b_name": write.name,
+            "status": write.status,
+            "phase": _phase_of(write.status),
+            "updated_at": utcnow(),
+        }
+        if write.expected_rv is None:
+            row = conn.execute(_UPDATE_STATUS, params).first()
+        else:
+            row = conn.execute(_UPDATE_STATUS_RV, {**params, "b_rv": write.expected_rv}).first()
+        if row is None:
+            current = self._select_one(conn, write.kind, write.profile, write.name)  # NotFound if gone
             raise Conflict(
                 f"{write.kind} {write.name!r} was modified (resourceVersion {current.resource_version}, "
                 f"expected {write.expected_rv})",
                 field="metadata.resourceVersion",
             )
-        updated = current.copy(
-            status=write.status, resource_version=current.resource_version + 1, updated_at=utcnow()
-        )
-        result = conn.execute(
-            sa.update(_R)
-            .where(_R.c.uid == current.uid, _R.c.resource_version == current.resource_version)
-            .values(
-                status=write.status,
-                phase=_phase_of(write.status),
-                resource_version=updated.resource_version,
-                updated_at=updated.updated_at,
-            )
-        )
-        if result.rowcount != 1:
-            raise Conflict(f"{write.kind} {write.name!r} was modified concurrently; retry")
-        changes.append(self._change(updated, "status"))
+        updated = _row_to_object(row)
+        changes.append(self._change(updated, "status", writer=write.writer))
+        for type_, reason, message in write.events:
+            self._record_event(conn, updated, type_=type_, reason=reason, message=message)
         return updated
 
     def update_status(
@@ -395,17 +439,20 @@ class SQLStore(ResourceStore):
         status: dict[str, Any],
         *,
         expected_rv: int | None = None,
+        writer: str | None = None,
+        events: Sequence[tuple[str, str, str]] = (),
     ) -> StoredObject:
+        write = StatusWrite(kind, profile, name, status, expected_rv, writer=writer, events=tuple(events))
         with self._write() as (conn, changes):
-            return self._write_status(conn, StatusWrite(kind, profile, name, status, expected_rv), changes)
+            return self._write_status(conn, write, changes)
 
     def update_status_many(self, writes: Sequence[StatusWrite]) -> builtins.list[StoredObject | None]:
         results: builtins.list[StoredObject | None] = []
         with self._write() as (conn, changes):
             for write in writes:
+                # A guarded UPDATE that matches nothing changes nothing: no savepoint needed.
                 try:
-                    with conn.begin_nested():
-                        results.append(self._write_status(conn, write, changes))
+                    results.append(self._write_status(conn, write, changes))
                 except (NotFound, Conflict):
                     results.append(None)
         return results
@@ -444,51 +491,53 @@ class SQLStore(ResourceStore):
     # --- events ------------------------------------------------------------------
 
     def record_event(self, obj: StoredObject, *, type: str, reason: str, message: str) -> Event:
+        with self._write() as (conn, _changes):
+            return self._record_event(conn, obj, type_=type, reason=reason, message=message)
+
+    def _record_event(
+        self, conn: sa.Connection, obj: StoredObject, *, type_: str, reason: str, message: str
+    ) -> Event:
         now = utcnow()
-        ev = schema.events
         message = message[:4000]
         reason = reason[:128]
-        with self._write() as (conn, _changes):
-            if conn.dialect.name == "postgresql":
-                # One event writer per object at a time: under READ COMMITTED two writers
-                # could both read the same latest event (a lost count) or none (duplicates).
-                # SQLite's BEGIN IMMEDIATE already serializes them.
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(obj.uid))))
-            last = conn.execute(
-                sa.select(ev).where(ev.c.object_uid == obj.uid).order_by(ev.c.id.desc()).limit(1)
-            ).first()
-            if last is not None and (last.type, last.reason, last.message) == (type, reason, message):
-                count = int(last._mapping["count"]) + 1
-                conn.execute(sa.update(ev).where(ev.c.id == last.id).values(count=count, last_timestamp=now))
-                return Event(
-                    last.id,
-                    obj.uid,
-                    obj.kind,
-                    obj.profile,
-                    obj.name,
-                    type,
-                    reason,
-                    message,
-                    count,
-                    last.first_timestamp,
-                    now,
-                )
-            result = conn.execute(
-                ev.insert().values(
-                    object_uid=obj.uid,
-                    kind=obj.kind,
-                    profile=obj.profile,
-                    name=obj.name,
-                    type=type,
-                    reason=reason,
-                    message=message,
-                    count=1,
-                    first_timestamp=now,
-                    last_timestamp=now,
-                )
+        if conn.dialect.name == "postgresql":
+            # One event writer per object at a time: under READ COMMITTED two writers could
+            # both read the same latest event (a lost count) or none (duplicates). SQLite's
+            # BEGIN IMMEDIATE already serializes them.
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(obj.uid))))
+        last = conn.execute(_LAST_EVENT, {"b_uid": obj.uid}).first()
+        if last is not None and (last.type, last.reason, last.message) == (type_, reason, message):
+            count = int(last._mapping["count"]) + 1
+            conn.execute(sa.update(_EV).where(_EV.c.id == last.id).values(count=count, last_timestamp=now))
+            return Event(
+                last.id,
+                obj.uid,
+                obj.kind,
+                obj.profile,
+                obj.name,
+                type_,
+                reason,
+                message,
+                count,
+                last.first_timestamp,
+                now,
             )
-            event_id = int(result.inserted_primary_key[0]) if result.inserted_primary_key else 0
-        return Event(event_id, obj.uid, obj.kind, obj.profile, obj.name, type, reason, message, 1, now, now)
+        result = conn.execute(
+            _EV.insert().values(
+                object_uid=obj.uid,
+                kind=obj.kind,
+                profile=obj.profile,
+                name=obj.name,
+                type=type_,
+                reason=reason,
+                message=message,
+                count=1,
+                first_timestamp=now,
+                last_timestamp=now,
+            )
+        )
+        event_id = int(result.inserted_primary_key[0]) if result.inserted_primary_key else 0
+        return Event(event_id, obj.uid, obj.kind, obj.profile, obj.name, type_, reason, message, 1, now, now)
 
     def list_events(self, *, uid: str, limit: int = 200) -> builtins.list[Event]:
         ev = schema.events

@@ -18,6 +18,7 @@ import errno
 import fcntl
 import json
 import logging
+import marshal
 import os
 import select
 import shutil
@@ -87,14 +88,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_json(path: Path, value: Any) -> None:
-    # A temporary name of its own per writer: threads may write the same file at once.
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Atomic (rename), not fsynced: these files must outlive the server, not the machine.
+    A temporary name of its own per writer: threads may write the same file at once."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(value, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    with open(tmp, "wb") as fh:
+        fh.write(data)
     os.replace(tmp, path)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    _write_bytes(path, json.dumps(value).encode())
 
 
 def _ts(value: Any) -> datetime | None:
@@ -237,6 +241,69 @@ class _Watcher(threading.Thread):
             os.write(self._wake_w, b"x")
 
 
+class _ForkServer:
+    """Starts shims by asking a small fork server (``shim.py --serve``) to fork one.
+
+    Forking that single-threaded, already-initialised process costs about a millisecond;
+    starting an interpreter for each shim costs 15-20 ms on this kind of machine, on the
+    critical path of every job. If the fork server cannot be started or dies, ``spawn``
+    raises OSError and the caller starts the shim as a process of its own instead.
+    """
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._proc = subprocess.Popen(
+                [self.python, "-S", "-I", str(SHIM), "--serve", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                close_fds=True,
+            )
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._sock = ours
+        return ours
+
+    def spawn(self, replica_dir: Path, lock_fd: int, start_fd: int) -> int:
+        """Forks a shim for ``replica_dir``; returns its pid. Raises OSError."""
+        with self._lock:
+            sock = self._sock or self._start()
+            try:
+                socket.send_fds(sock, [str(replica_dir).encode()], [lock_fd, start_fd])
+                answer = b""
+                while not answer.endswith(b"\n"):
+                    part = sock.recv(64)
+                    if not part:
+                        raise OSError("the fork server closed its socket")
+                    answer += part
+                pid = int(answer)
+            except (OSError, ValueError):
+                self.close()
+                raise OSError("the shim fork server failed") from None
+            if pid <= 0:
+                raise OSError("the shim fork server refused the request")
+            return pid
+
+    def close(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                self._proc.wait(timeout=5)
+            self._proc = None
+
+
 class LocalCluster(ClusterBackend):
     type_name = "local"
 
@@ -244,7 +311,7 @@ class LocalCluster(ClusterBackend):
         super().__init__(name=name, options=options, home=home, notify=notify)
         self.root = home / "clusters" / name
         self.root.mkdir(parents=True, exist_ok=True)
-        allowed = {"capacity", "gpus", "inherit_env", "host", "python"}
+        allowed = {"capacity", "gpus", "inherit_env", "host", "python", "fork_server"}
         unknown = set(self.options) - allowed
         if unknown:
             raise ValidationFailed(
@@ -260,6 +327,8 @@ class LocalCluster(ClusterBackend):
         self._ports_taken: set[int] = set()
         self._watcher = _Watcher(self.notify)
         self._watcher.start()
+        use_fork_server = bool(self.options.get("fork_server", True))
+        self._forkserver: _ForkServer | None = _ForkServer(self.python) if use_fork_server else None
 
     # --- capacity --------------------------------------------------------------------
 
@@ -365,6 +434,28 @@ class LocalCluster(ClusterBackend):
             for value in (*r.env.values(), *r.argv):
                 resolve_placeholders(value, names)
 
+    def _start_shim(
+        self, rdir: Path, lock_fd: int, start_w: int
+    ) -> tuple[int, subprocess.Popen[bytes] | None]:
+        """Starts the replica's shim: forked by the fork server, else as its own process."""
+        if self._forkserver is not None:
+            try:
+                return self._forkserver.spawn(rdir, lock_fd, start_w), None
+            except OSError as exc:
+                log.warning("shim fork server unavailable (%s); starting shims directly", exc)
+        with open(rdir / "shim.log", "ab") as shim_log:  # the shim keeps its own copy
+            popen = subprocess.Popen(
+                [self.python, "-S", "-I", str(SHIM), str(rdir), str(start_w)],
+                stdin=subprocess.DEVNULL,
+                stdout=shim_log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(lock_fd, start_w),
+                start_new_session=True,
+                close_fds=True,
+                cwd=str(rdir),
+            )
+        return popen.pid, popen
+
     def launch(self, spec: GangSpec) -> GangStatus:
         attempt_dir = self._attempt_dir(spec.gang_id, spec.attempt)
         self._check_placeholders(spec)
@@ -374,7 +465,7 @@ class LocalCluster(ClusterBackend):
             name: Address(host=info["host"], ports=info["ports"]) for name, info in plan["replicas"].items()
         }
         base_env = self._base_env()
-        started: list[tuple[str, int, subprocess.Popen[bytes]]] = []
+        started: list[tuple[str, int]] = []  # (replica, read end of its start pipe)
         errors: list[str] = []
         for replica in spec.replicas:
             rdir = attempt_dir / replica.name
@@ -396,44 +487,32 @@ class LocalCluster(ClusterBackend):
             try:
                 if not _take_start_lock(lock_fd, rdir) or _started_before(rdir):
                     continue  # another launcher got here first
-                _write_json(
-                    rdir / "launch.json",
-                    {
-                        "argv": argv,
-                        "env": env,
-                        "cwd": cwd,
-                        "grace": spec.grace_seconds,
-                        "gpus": info["gpus"],
-                        "ports": info["ports"],
-                        "host": info["host"],
-                    },
-                )
+                launch = {
+                    "argv": argv,
+                    "env": env,
+                    "cwd": cwd,
+                    "grace": spec.grace_seconds,
+                    "gpus": info["gpus"],
+                    "ports": info["ports"],
+                    "host": info["host"],
+                }
+                _write_json(rdir / "launch.json", launch)  # for people and for stop()
+                _write_bytes(rdir / "launch.bin", marshal.dumps(launch))  # for the shim: no json import
                 start_r, start_w = os.pipe()
                 try:
-                    with open(rdir / "shim.log", "ab") as shim_log:  # the shim keeps its own copy
-                        popen = subprocess.Popen(
-                            [self.python, "-S", "-I", str(SHIM), str(rdir), str(start_w)],
-                            stdin=subprocess.DEVNULL,
-                            stdout=shim_log,
-                            stderr=subprocess.STDOUT,
-                            pass_fds=(lock_fd, start_w),
-                            start_new_session=True,
-                            close_fds=True,
-                            cwd=str(rdir),
-                        )
+                    pid, popen = self._start_shim(rdir, lock_fd, start_w)
                 except OSError as exc:
                     os.close(start_r)
                     errors.append(f"{replica.name}: cannot start supervisor: {exc}")
                     continue
                 finally:
                     os.close(start_w)
-                assert popen.stdout is None
-                started.append((replica.name, start_r, popen))
-                self._watcher.watch(popen.pid, spec.gang_id, popen)
+                started.append((replica.name, start_r))
+                self._watcher.watch(pid, spec.gang_id, popen)
             finally:
                 os.close(lock_fd)  # the shim keeps the lock through its inherited copy
         deadline = time.monotonic() + 30
-        for name, start_r, popen in started:
+        for name, start_r in started:
             try:
                 line = b""
                 while not line.endswith(b"\n"):
@@ -446,15 +525,14 @@ class LocalCluster(ClusterBackend):
                         continue
                     part = os.read(start_r, 256)
                     if not part:
-                        if popen.poll() is not None:
-                            errors.append(f"{name}: supervisor exited with {popen.returncode}")
+                        errors.append(f"{name}: supervisor ended before the replica started")
                         break
                     line += part
             finally:
                 os.close(start_r)
         # Replicas that another call (a retry while this one runs) is starting: wait for
         # them too, so that every call returns once every replica started or failed to.
-        mine = {name for name, _, _ in started}
+        mine = {name for name, _ in started}
         for replica in spec.replicas:
             rdir = attempt_dir / replica.name
             while replica.name not in mine and not _start_settled(rdir) and time.monotonic() < deadline:
@@ -661,3 +739,5 @@ class LocalCluster(ClusterBackend):
 
     def close(self) -> None:
         self._watcher.close()
+        if self._forkserver is not None:
+            self._forkserver.close()
