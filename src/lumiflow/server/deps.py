@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import orjson
 from fastapi import Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from lumiflow.auth.identity import Identity
 from lumiflow.common.documents import parse_body
 from lumiflow.common.errors import BadRequest, Unauthorized
 from lumiflow.server.platform import Platform
 from lumiflow.server.service import ResourceService
+
+T = TypeVar("T")
+
+
+class JSON(Response):
+    """A JSON response rendered by orjson, without FastAPI's generic encoder pass."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+async def read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Runs a read of the store: inline when the store answers in microseconds (SQLite,
+    a local file in WAL mode, where a thread hop costs more than the read), in the thread
+    pool otherwise (a network database must not stall the event loop)."""
+    if platform_of(request).store.inline_reads:
+        return fn(*args, **kwargs)
+    return await run_in_threadpool(fn, *args, **kwargs)
 
 
 def platform_of(request: Request) -> Platform:

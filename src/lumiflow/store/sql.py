@@ -91,8 +91,10 @@ def make_engine(url: str, *, pool_size: int = 8) -> sa.Engine:
 
         @sa_event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
-            write = conn.get_execution_options().get("lumiflow_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            # Writers queue on BEGIN IMMEDIATE. Reads run in autocommit: each statement sees
+            # one consistent WAL snapshot, and an explicit BEGIN would cost a statement.
+            if conn.get_execution_options().get("lumiflow_write", False):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(
@@ -149,6 +151,8 @@ class SQLStore(ResourceStore):
     def __init__(self, url: str, *, pool_size: int = 8, create_schema: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
+        #: Reads take microseconds (a local SQLite file): callers may run them inline.
+        self.inline_reads = url.startswith("sqlite")
         self._subscribers: builtins.list[Subscriber] = []
         self._lock = threading.Lock()
         try:

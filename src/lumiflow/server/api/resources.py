@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lumiflow.auth.identity import Identity
 from lumiflow.resources import KindInfo
-from lumiflow.server.deps import current_identity, platform_of, read_body, service_of
+from lumiflow.server.deps import JSON, current_identity, platform_of, read, read_body, service_of
 from lumiflow.server.logs import LogRequest, LogStream
 
 Caller = Annotated[Identity, Depends(current_identity)]
@@ -67,29 +67,42 @@ def namespaced_routes(info: KindInfo) -> APIRouter:
     router = APIRouter(tags=[info.plural])
     base = f"/api/v1/profiles/{{profile}}/{info.plural}"
 
-    @router.get(f"/api/v1/{info.plural}", summary=f"List {info.plural} in every profile you can see")
-    def list_all(
+    @router.get(
+        f"/api/v1/{info.plural}",
+        summary=f"List {info.plural} in every profile you can see",
+        response_class=JSON,
+    )
+    async def list_all(
         request: Request,
         caller: Caller,
         label_selector: LabelSelector = None,
         limit: Limit = None,
         continue_: Continue = None,
-    ) -> dict[str, Any]:
-        page = service_of(request).list(
-            caller, info, profile=None, label_selector=label_selector, limit=limit, continue_token=continue_
+    ) -> JSON:
+        page = await read(
+            request,
+            service_of(request).list,
+            caller,
+            info,
+            profile=None,
+            label_selector=label_selector,
+            limit=limit,
+            continue_token=continue_,
         )
-        return _list_body(info, page.items, page.continue_token)
+        return JSON(_list_body(info, page.items, page.continue_token))
 
-    @router.get(base, summary=f"List {info.plural} of a profile")
-    def list_profile(
+    @router.get(base, summary=f"List {info.plural} of a profile", response_class=JSON)
+    async def list_profile(
         request: Request,
         profile: str,
         caller: Caller,
         label_selector: LabelSelector = None,
         limit: Limit = None,
         continue_: Continue = None,
-    ) -> dict[str, Any]:
-        page = service_of(request).list(
+    ) -> JSON:
+        page = await read(
+            request,
+            service_of(request).list,
             caller,
             info,
             profile=profile,
@@ -97,27 +110,32 @@ def namespaced_routes(info: KindInfo) -> APIRouter:
             limit=limit,
             continue_token=continue_,
         )
-        return _list_body(info, page.items, page.continue_token)
+        return JSON(_list_body(info, page.items, page.continue_token))
 
-    @router.get(f"{base}/{{name}}", summary=f"Get a {info.singular}")
-    def get(request: Request, profile: str, name: str, caller: Caller) -> dict[str, Any]:
-        return service_of(request).get(caller, info, profile, name)
+    @router.get(f"{base}/{{name}}", summary=f"Get a {info.singular}", response_class=JSON)
+    async def get(request: Request, profile: str, name: str, caller: Caller) -> JSON:
+        return JSON(await read(request, service_of(request).get, caller, info, profile, name))
 
     @router.get(
-        f"{base}/{{name}}/status", summary=f"The status of a {info.singular} (written by its controller)"
+        f"{base}/{{name}}/status",
+        summary=f"The status of a {info.singular} (written by its controller)",
+        response_class=JSON,
     )
-    def status(request: Request, profile: str, name: str, caller: Caller) -> dict[str, Any]:
-        obj = service_of(request).get(caller, info, profile, name)
-        return {
-            "apiVersion": obj["apiVersion"],
-            "kind": obj["kind"],
-            "metadata": obj["metadata"],
-            "status": obj["status"],
-        }
+    async def status(request: Request, profile: str, name: str, caller: Caller) -> JSON:
+        obj = await read(request, service_of(request).get, caller, info, profile, name)
+        return JSON(
+            {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "metadata": obj["metadata"],
+                "status": obj["status"],
+            }
+        )
 
-    @router.get(f"{base}/{{name}}/events", summary=f"Events of a {info.singular}")
-    def events(request: Request, profile: str, name: str, caller: Caller) -> dict[str, Any]:
-        return {"kind": "EventList", "items": service_of(request).events(caller, info, profile, name)}
+    @router.get(f"{base}/{{name}}/events", summary=f"Events of a {info.singular}", response_class=JSON)
+    async def events(request: Request, profile: str, name: str, caller: Caller) -> JSON:
+        items = await read(request, service_of(request).events, caller, info, profile, name)
+        return JSON({"kind": "EventList", "items": items})
 
     if info.user_writable:
 
