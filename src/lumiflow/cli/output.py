@@ -21,7 +21,7 @@ from rich.text import Text
 from lumiflow.common.quantity import format_cpu, format_memory
 from lumiflow.common.timeutil import age
 
-console = Console(highlight=False, soft_wrap=False)
+console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
 OUTPUT_CHOICES = click.Choice(["table", "json", "yaml", "name", "wide"])
