@@ -30,11 +30,23 @@ run: venv
 stop: venv
 	$(LUMI) down
 
-# Debian packages the tests use: PostgreSQL 15 for the store suite (installed when root).
+# Debian packages the tests use (installed when run as root): PostgreSQL 15 for the store
+# suite, Chromium and its driver for the dashboard's browser tests. Node packages of the
+# tests (a real OIDC issuer) come from npm, pinned by each folder's package-lock.json.
+DEBIAN_PACKAGES := postgresql chromium chromium-driver
 system-deps:
-	@if [ "$$(id -u)" = 0 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	@if [ "$$(id -u)" = 0 ]; then \
+		missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then \
+			echo "installing Debian packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		fi; \
 	fi
+	@for dir in $$(ls -d tests/*/ 2>/dev/null); do \
+		if [ -f "$$dir/package.json" ] && [ ! -d "$$dir/node_modules" ]; then \
+			echo "npm install in $$dir"; (cd "$$dir" && npm ci --silent --no-audit --no-fund); \
+		fi; \
+	done
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
