@@ -28,7 +28,7 @@ EXAMPLES = 20
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiHarness]:
     home: Path = tmp_path_factory.mktemp("fuzz") / "home"
     home.mkdir()
-    harness = next(_api_iter := _api(home, {}))  # noqa: F841 - keep the generator alive
+    harness = next(_api_iter := _api(home, {}))
     keeper = harness.add_user("secret-keeper", "secret-group")
     r = harness.client.post(
         "/api/v1/apply",
