@@ -68,9 +68,23 @@ def test_the_least_served_profile_goes_first() -> None:
 
 def test_gangs_are_all_or_nothing() -> None:
     profiles = {"a": ProfileView("a", Limits(cpu=100))}
-    decision = schedule([cand("a", 1, replicas=4)], profiles, cluster(cpu=3), home_cluster="local")
+    clusters = cluster(cpu=4)
+    clusters["local"].used = Resources(cpu=1)  # 3 of 4 cpus free: 3 of the 4 replicas would fit
+    decision = schedule([cand("a", 1, replicas=4)], profiles, clusters, home_cluster="local")
     assert decision.admitted == []
     assert decision.waiting["a-1"][0] == "WaitingForCapacity"
+
+
+def test_a_gang_larger_than_its_cluster_can_never_fit() -> None:
+    profiles = {"a": ProfileView("a", Limits(cpu=100))}
+    decision = schedule(
+        [cand("a", 1, replicas=4), cand("a", 2)], profiles, cluster(cpu=3), home_cluster="local"
+    )
+    assert decision.waiting["a-1"] == (
+        "Unschedulable",
+        "the gang can never fit on cluster local: cpu 4 asked, 3 in all",
+    )
+    assert names(decision) == ["a-2"]  # it does not hold up the rest of its profile
 
 
 def test_fifo_within_a_profile_for_quota() -> None:

@@ -9,8 +9,12 @@ process can: the container's env in order with ``valueFrom.fieldRef`` and
 ``LUMIFLOW_PORT_<NAME>`` per declared port (locally every replica gets a free port, since
 they share one host).
 
-Frameworks (TFJob, PyTorchJob, ...) add their own variables on top of this in their
-module; nothing here is framework-specific.
+Frameworks (TFJob, PyTorchJob, ...) add their own variables in their module
+(:mod:`lumiflow.controllers.frameworks`); they come after the container's env, as the
+Kubeflow operators append theirs. Before the container's env come the variables a user may
+override: ``OMP_NUM_THREADS`` from the replica's cpu request (rounded up, at least 1: two
+ranks on two cores each spawning a thread per core run twice as slow) and
+``LUMIFLOW_CHECKPOINT_DIR``, the job's checkpoint directory, which outlives gang restarts.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lumiflow.clusters.base import host_placeholder, port_placeholder
+from lumiflow.common.documents import SOURCE_DIR_ANNOTATION
 from lumiflow.common.errors import PermanentError
 from lumiflow.common.quantity import Resources, parse_cpu, parse_memory
+from lumiflow.controllers.frameworks import JobContext, logic_for
 from lumiflow.resources.podspec import Container, EnvVar
 from lumiflow.resources.trainingjob import ReplicaSpec, TrainingJob, main_container
 from lumiflow.resources.workload import ReplicaResources, WorkloadReplica
@@ -171,6 +178,10 @@ def container_env(
     return result
 
 
+def checkpoint_dir(job_dir: Path) -> Path:
+    return job_dir / "checkpoints"
+
+
 def build_replicas(
     job: TrainingJob,
     *,
@@ -179,11 +190,13 @@ def build_replicas(
     public_url: str,
     default_cpu: float,
     default_memory: int,
-    extra_env: Mapping[str, Mapping[str, str]] | None = None,
+    job_dir: Path | None = None,
 ) -> list[WorkloadReplica]:
-    """Every replica of ``job`` as a Workload replica. ``extra_env`` (by replica name) is
-    where a framework adds its variables (TF_CONFIG, MASTER_ADDR, ...)."""
+    """Every replica of ``job`` as a Workload replica, with its framework's variables
+    (TF_CONFIG, MASTER_ADDR, ...) and command."""
     name = job.metadata.name or ""
+    framework = logic_for(job.spec.framework)
+    ctx = JobContext(name=name, profile=profile, uid=uid, job_dir=job_dir)
     labels = job.metadata.labels
     annotations = job.metadata.annotations
     replicas: list[WorkloadReplica] = []
@@ -216,8 +229,9 @@ def build_replicas(
         }
         for port in all_ports[ident.name]:
             base[f"LUMIFLOW_PORT_{port.upper().replace('-', '_')}"] = port_placeholder(ident.name, port)
-        if extra_env and ident.name in extra_env:
-            base.update(extra_env[ident.name])
+        base["OMP_NUM_THREADS"] = str(max(1, math.ceil(request.cpu - 1e-9)))
+        if job_dir is not None:
+            base["LUMIFLOW_CHECKPOINT_DIR"] = str(checkpoint_dir(job_dir))
         env = container_env(
             container.env,
             base=base,
@@ -231,14 +245,17 @@ def build_replicas(
             request=request,
             limits=container.resources.limits,
         )
+        env.update(framework.environment(job, ident.type, ident.index, ctx))
         command = [expand(part, env) for part in (container.command or [])]
         command += [expand(part, env) for part in (container.args or [])]
+        command = framework.command(job, ident.type, ident.index, command, ctx)
         replicas.append(
             WorkloadReplica(
                 name=ident.name,
                 command=command,
                 env=env,
                 workingDir=container.workingDir,
+                sourceDir=annotations.get(SOURCE_DIR_ANNOTATION),
                 resources=ReplicaResources(cpu=request.cpu, memory=request.memory, gpu=request.gpu),
                 ports=all_ports[ident.name],
             )

@@ -12,20 +12,36 @@
 * ``activeDeadlineSeconds`` (from startTime), ``ttlSecondsAfterFinished`` (delete the job
   when it expires) and ``suspend`` (stop the gang and give back its resources; resuming
   starts a fresh attempt) are honoured.
-* Deleting a job deletes its Workload first (which stops the replicas), then the job.
+* A job succeeds by its framework's rule (TF: chief/master, else worker 0 or, with
+  ``successPolicy: AllWorkers``, every worker; PyTorch and XGBoost: the master; MPI: the
+  launcher; generic: every replica). Replicas still running then (a TF parameter server)
+  are stopped: locally a replica that outlives its job would hold its quota forever.
+* ``cleanPodPolicy`` says what is kept of the replicas once the job finished: ``None``
+  (default) and ``Running`` keep every replica's record and log (the replicas that were
+  still running are stopped either way); ``All`` deletes the Workload, logs included.
+* A Workload that can never be admitted (a gang larger than its cluster) fails the job
+  with reason ``Unschedulable``, rather than leaving it queued forever.
+* Each job has a directory under the platform home (``jobs/{profile}/{name}-{uid}``): its
+  checkpoints (``LUMIFLOW_CHECKPOINT_DIR``) and the MPI hostfile live there, across gang
+  and server restarts, until the job is deleted.
+* Deleting a job deletes its Workload first (which stops the replicas), then its directory,
+  then the job.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from lumiflow.common.errors import NotFound
 from lumiflow.common.timeutil import parse_rfc3339, to_rfc3339, utcnow
 from lumiflow.controllers.conditions import get_condition, set_condition
+from lumiflow.controllers.frameworks import logic_for
 from lumiflow.controllers.manager import DONE, Controller, Result
-from lumiflow.controllers.replicas import build_replicas, identity_by_name
+from lumiflow.controllers.replicas import build_replicas, checkpoint_dir, identity_by_name
 from lumiflow.resources.trainingjob import (
     ConditionType,
     JobPhase,
@@ -36,12 +52,14 @@ from lumiflow.resources.trainingjob import (
     TrainingJobStatus,
 )
 from lumiflow.resources.workload import (
+    NEVER_FITS_REASONS,
     OWNER_FINALIZER,
     WORKLOAD_FINALIZER,
     Workload,
     WorkloadOwner,
     WorkloadPhase,
     WorkloadSpec,
+    WorkloadStatus,
 )
 from lumiflow.store.base import ResourceStore
 from lumiflow.store.model import ObjectRef, StoredObject
@@ -57,6 +75,8 @@ class JobSettings:
     grace_period_seconds: float = 30.0
     restart_backoff_seconds: float = 1.0
     restart_backoff_max: float = 300.0
+    #: Where jobs' directories live (checkpoints, MPI hostfiles); None: jobs get none.
+    jobs_root: Path | None = None
 
 
 @dataclass
@@ -140,8 +160,17 @@ class TrainingJobController(Controller):
             return None
         return wl
 
+    def _job_dir(self, obj: StoredObject) -> Path | None:
+        root = self.settings.jobs_root
+        if root is None:
+            return None
+        return root / obj.profile / f"{obj.name}-{obj.uid}"
+
     def _create_workload(self, obj: StoredObject, job: TrainingJob) -> None:
         s = self.settings
+        job_dir = self._job_dir(obj)
+        if job_dir is not None:
+            checkpoint_dir(job_dir).mkdir(parents=True, exist_ok=True)
         replicas = build_replicas(
             job,
             profile=obj.profile,
@@ -149,6 +178,7 @@ class TrainingJobController(Controller):
             public_url=s.public_url,
             default_cpu=s.default_cpu,
             default_memory=s.default_memory,
+            job_dir=job_dir,
         )
         grace = s.grace_period_seconds
         for spec in job.spec.replicaSpecs.values():
@@ -213,6 +243,9 @@ class TrainingJobController(Controller):
             if wl_obj.deletion_timestamp is None:
                 self.store.request_delete("Workload", wl_obj.profile, wl_obj.name)
             return Result(requeue_after=2.0)  # the workload's deletion wakes us sooner
+        job_dir = self._job_dir(obj)
+        if job_dir is not None and job_dir.exists():
+            shutil.rmtree(job_dir, ignore_errors=True)
         if OWNER_FINALIZER in obj.finalizers:
             self.store.update(obj.copy(finalizers=[f for f in obj.finalizers if f != OWNER_FINALIZER]))
         return DONE
@@ -268,6 +301,11 @@ class TrainingJobController(Controller):
             wl = Workload.parse(wl_obj.to_manifest())
             if not wl.status.phase.is_terminal() and not wl.spec.stopped:
                 self._update_workload(wl_obj, stopped=True)
+            if wl.spec.attempt == wl.status.attempt == status.attempt:
+                # Replicas stopped after the job ended (a PS) show how they ended.
+                self._mirror(job, wl.status, status)
+            if job.spec.runPolicy.cleanPodPolicy == "All" and wl_obj.deletion_timestamp is None:
+                self.store.request_delete("Workload", wl_obj.profile, wl_obj.name)
         ttl = job.spec.runPolicy.ttlSecondsAfterFinished
         if ttl is not None and status.completionTime:
             completed = parse_rfc3339(status.completionTime)
@@ -321,28 +359,23 @@ class TrainingJobController(Controller):
         # The old gang is still being torn down: nothing of the new attempt to judge yet.
         restarting = wl.spec.attempt != wstatus.attempt
 
-        # Mirror the replicas of the current attempt.
-        status.replicas = [
-            ReplicaState(
-                name=r.name,
-                type=identities[r.name].type if r.name in identities else "",
-                index=identities[r.name].index if r.name in identities else 0,
-                state=r.state,
-                exitCode=r.exitCode,
-                reason=r.reason,
-                message=r.message,
-                host=r.host,
-                ports=dict(r.ports),
-                startTime=r.startTime,
-                finishTime=r.finishTime,
-            )
-            for r in wstatus.replicas
-        ]
+        self._mirror(job, wstatus, status)
         if restarting:
             status.phase = JobPhase.RESTARTING
             return DONE
 
         phase = wstatus.phase
+        if phase == WorkloadPhase.QUEUED and wstatus.reason in NEVER_FITS_REASONS:
+            self._update_workload(wl_obj, stopped=True)
+            self._finish(
+                status,
+                pending,
+                succeeded=False,
+                reason=wstatus.reason or "Unschedulable",
+                message=wstatus.message or "the job can never be admitted",
+                now_s=now_s,
+            )
+            return DONE
         if phase.is_waiting():
             waiting_job = status.phase in (JobPhase.PENDING, JobPhase.QUEUED)
             if waiting_job and phase == WorkloadPhase.QUEUED and status.message != wstatus.message:
@@ -405,6 +438,21 @@ class TrainingJobController(Controller):
                 pending.add(
                     "Normal", "Running", f"all {len(wstatus.replicas)} replicas started{where}{attempt}"
                 )
+
+        if phase != WorkloadPhase.ADMITTED and logic_for(job.spec.framework).succeeded(job, status.replicas):
+            if not phase.is_terminal():
+                self._update_workload(wl_obj, stopped=True)  # the rest (a PS) is no longer needed
+            finished = [r.finishTime for r in status.replicas if r.state == "Succeeded" and r.finishTime]
+            self._finish(
+                status,
+                pending,
+                succeeded=True,
+                reason="Succeeded",
+                message=f"TrainingJob {obj.name} successfully completed.",
+                now_s=now_s,
+                completion=max(finished) if finished else wstatus.completionTime,
+            )
+            return DONE
 
         deadline = job.spec.runPolicy.activeDeadlineSeconds
         if deadline is not None and status.startTime:
@@ -510,12 +558,33 @@ class TrainingJobController(Controller):
 
     # --- status ------------------------------------------------------------------------
 
+    @staticmethod
+    def _mirror(job: TrainingJob, wstatus: WorkloadStatus, status: TrainingJobStatus) -> None:
+        """The replicas of the Workload's current attempt, as the job shows them."""
+        identities = identity_by_name(job)
+        status.replicas = [
+            ReplicaState(
+                name=r.name,
+                type=identities[r.name].type if r.name in identities else "",
+                index=identities[r.name].index if r.name in identities else 0,
+                state=r.state,
+                exitCode=r.exitCode,
+                reason=r.reason,
+                message=r.message,
+                host=r.host,
+                ports=dict(r.ports),
+                startTime=r.startTime,
+                finishTime=r.finishTime,
+            )
+            for r in wstatus.replicas
+        ]
+
     def _replica_counts(self, job: TrainingJob, status: TrainingJobStatus) -> None:
         counts: dict[str, ReplicaTypeStatus] = {t: ReplicaTypeStatus() for t in job.spec.replicaSpecs}
         for r in status.replicas:
             c = counts.get(r.type)
-            if c is None:
-                continue
+            if c is None or r.reason == "Stopped":
+                continue  # stopped by lumiflow (restart, suspend, job done): not a failure
             if r.state == "Running":
                 c.active += 1
             elif r.state == "Succeeded":

@@ -201,6 +201,7 @@ class WorkloadController(Controller):
                 argv=tuple(r.command),
                 env={**r.env, "LUMIFLOW_ATTEMPT": str(attempt)},
                 working_dir=r.workingDir,
+                source_dir=r.sourceDir,
                 request=r.resources.vector(),
                 ports=tuple(r.ports),
             )

@@ -259,6 +259,11 @@ def validation_failed(exc: ValidationError, model: type[BaseModel], *, root: str
     messages: list[dict[str, str]] = []
     for error in exc.errors(include_url=False):
         loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p and p.endswith("]")))
+        cause = (error.get("ctx") or {}).get("error")
+        inner = getattr(cause, "field", None)
+        if isinstance(inner, str) and inner:
+            # A model-level rule that knows which field it is about (FieldError).
+            loc = (*loc, *inner.split("."))
         field = format_loc(loc, root)
         if error["type"] == "extra_forbidden":
             parent = _model_at(model, loc)

@@ -8,6 +8,7 @@ same file twice is a no-op) and says which profile it belongs to.
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from collections.abc import Callable
@@ -15,6 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lumiflow.common.errors import NotFound, ValidationFailed
+from lumiflow.resources.kubeflow import (
+    BATCH_JOB_FIELD_MAP,
+    FRAMEWORK_LABEL,
+    KUBEFLOW_KINDS,
+    convert_batch_job,
+)
 from lumiflow.resources.meta import ResourceModel
 from lumiflow.resources.profile import Profile
 from lumiflow.resources.trainingjob import TrainingJob
@@ -24,6 +31,34 @@ from lumiflow.store.model import StoredObject
 
 Converter = Callable[[dict[str, Any]], dict[str, Any]]
 UpdateCheck = Callable[[dict[str, Any], dict[str, Any]], None]
+#: (field prefix as stored, as the external shape spells it), most specific first.
+FieldMap = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class KindAlias:
+    """Another name a kind is shown under: the objects of ``kind`` that ``selector`` selects
+    (``lumi get tfjobs`` lists the TrainingJobs labelled ``lumiflow.dev/framework=tensorflow``)."""
+
+    kind: str
+    api_version: str
+    plural: str
+    selector: str
+    short_names: tuple[str, ...] = ()
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "apiVersion": self.api_version,
+            "plural": self.plural,
+            "singular": self.singular,
+            "shortNames": list(self.short_names),
+            "labelSelector": self.selector,
+        }
 
 
 @dataclass(frozen=True)
@@ -41,6 +76,9 @@ class KindInfo:
     has_logs: bool = False
     #: Raises ValueError(field) if an update changes an immutable field.
     check_update: UpdateCheck | None = None
+    #: Labels the server derives from the spec (set on every write, over the user's).
+    derived_labels: Callable[[dict[str, Any]], dict[str, str]] | None = None
+    aliases: tuple[KindAlias, ...] = ()
 
     @property
     def singular(self) -> str:
@@ -56,6 +94,7 @@ class KindInfo:
             "namespaced": self.namespaced,
             "writable": self.user_writable,
             "logs": self.has_logs,
+            "aliases": [a.describe() for a in self.aliases],
         }
 
 
@@ -64,6 +103,8 @@ class KindRegistry:
     kinds: dict[str, KindInfo] = field(default_factory=dict)
     #: (apiVersion, kind) of a document -> (lumiflow kind, converter)
     external: dict[tuple[str, str], tuple[str, Converter | None]] = field(default_factory=dict)
+    #: (apiVersion, kind) -> how error fields of the converted document map back
+    field_maps: dict[tuple[str, str], FieldMap] = field(default_factory=dict)
 
     def add(self, info: KindInfo, *, also_accept: tuple[str, ...] = ()) -> None:
         self.kinds[info.kind] = info
@@ -71,15 +112,24 @@ class KindRegistry:
         for api_version in also_accept:
             self.external[(api_version, info.kind)] = (info.kind, None)
 
-    def add_external(self, api_version: str, kind: str, target: str, converter: Converter) -> None:
+    def add_external(
+        self, api_version: str, kind: str, target: str, converter: Converter, *, field_map: FieldMap = ()
+    ) -> None:
         self.external[(api_version, kind)] = (target, converter)
+        if field_map:
+            self.field_maps[(api_version, kind)] = field_map
 
     def resolve(self, name: str) -> KindInfo:
-        """Finds a kind by kind name, plural, singular or short name (any case)."""
+        """Finds a kind by kind name, plural, singular or short name (any case), or by the
+        name of one of its aliases."""
         wanted = name.lower()
         for info in self.kinds.values():
             if wanted in (info.kind.lower(), info.plural, info.singular, *info.short_names):
                 return info
+        for info in self.kinds.values():
+            for alias in info.aliases:
+                if wanted in (alias.kind.lower(), alias.plural, alias.singular, *alias.short_names):
+                    return info
         known = ", ".join(sorted(i.plural for i in self.kinds.values()))
         raise NotFound(f"unknown kind {name!r} (known: {known})", field="kind")
 
@@ -88,6 +138,13 @@ class KindRegistry:
             if info.plural == plural:
                 return info
         raise NotFound(f"unknown resource type {plural!r}")
+
+
+def _trainingjob_labels(spec: dict[str, Any]) -> dict[str, str]:
+    """A framework job is labelled with its framework (what the TFJob, ... aliases select);
+    a generic job keeps exactly the labels its user gave."""
+    framework = str(spec.get("framework", "generic"))
+    return {} if framework == "generic" else {FRAMEWORK_LABEL: framework}
 
 
 def default_registry() -> KindRegistry:
@@ -105,8 +162,15 @@ def default_registry() -> KindRegistry:
             finalizers=(OWNER_FINALIZER,),
             has_logs=True,
             check_update=trainingjob_check_update,
+            derived_labels=_trainingjob_labels,
+            aliases=tuple(
+                KindAlias(k.kind, k.api_version, k.plural, k.selector, k.short_names) for k in KUBEFLOW_KINDS
+            ),
         )
     )
+    for k in KUBEFLOW_KINDS:
+        reg.add_external(k.api_version, k.kind, "TrainingJob", k.convert, field_map=k.field_map)
+    reg.add_external("batch/v1", "Job", "TrainingJob", convert_batch_job, field_map=BATCH_JOB_FIELD_MAP)
     reg.add(
         KindInfo(
             kind="Workload",
@@ -176,7 +240,13 @@ def prepare(
     doc["kind"] = info.kind
     if "spec" not in doc:
         raise ValidationFailed("spec is required", field="spec")
-    model = info.model.parse(doc)
+    try:
+        model = info.model.parse(doc)
+    except ValidationFailed as exc:
+        field_map = registry.field_maps.get((api_version, kind))
+        if field_map:
+            raise _as_written(exc, field_map) from None
+        raise
     meta = model.metadata
     resolved_name = meta.name
     if name is not None:
@@ -203,14 +273,44 @@ def prepare(
     else:
         resolved_profile = ""
     spec = model.model_dump(mode="json", exclude_none=True)["spec"]
+    labels = dict(meta.labels)
+    if info.derived_labels is not None:
+        labels.update(info.derived_labels(spec))
     obj = StoredObject(
         kind=info.kind,
         api_version=info.api_version,
         profile=resolved_profile,
         name=resolved_name,
         spec=spec,
-        labels=dict(meta.labels),
+        labels=labels,
         annotations=dict(meta.annotations),
         finalizers=list(info.finalizers),
     )
     return Prepared(info=info, model=model, obj=obj, resource_version=meta.resource_version)
+
+
+def _rename(text: str, field_map: FieldMap) -> str:
+    for stored, written in field_map:
+        text = re.sub(rf"(?<![A-Za-z.]){re.escape(stored)}(?![A-Za-z])", written, text)
+    return text
+
+
+def _as_written(exc: ValidationFailed, field_map: FieldMap) -> ValidationFailed:
+    """The error with fields named as the user's manifest spells them (tfReplicaSpecs...)."""
+    field_name = exc.field
+    message = exc.message
+    for stored, written in field_map:
+        if field_name is not None and (field_name == stored or field_name.startswith(stored + ".")):
+            field_name = written + field_name[len(stored) :]
+            break
+    message = _rename(message, field_map)
+    # Messages of model-level rules name paths relative to the spec ("replicaSpecs.Worker: ...").
+    relative = tuple((a.removeprefix("spec."), b.removeprefix("spec.")) for a, b in field_map)
+    message = _rename(message, relative)
+    details = exc.details
+    if isinstance(details, list):
+        details = [
+            {**d, "field": _rename(str(d.get("field", "")), field_map)} if isinstance(d, dict) else d
+            for d in details
+        ]
+    return ValidationFailed(message, field=field_name, details=details)

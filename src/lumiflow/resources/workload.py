@@ -21,6 +21,8 @@ from lumiflow.resources.meta import ResourceModel, Strict
 
 OWNER_FINALIZER = "lumiflow.dev/workloads"
 WORKLOAD_FINALIZER = "lumiflow.dev/stop-replicas"
+#: Reasons a Workload is queued with that no amount of waiting cures (the scheduler's).
+NEVER_FITS_REASONS = frozenset({"UnknownCluster", "Unschedulable"})
 
 
 class WorkloadPhase(StrEnum):
@@ -60,6 +62,9 @@ class WorkloadReplica(Strict):
     command: list[str] = Field(min_length=1)
     env: dict[str, str] = Field(default_factory=dict)
     workingDir: str | None = None
+    #: Where the manifest was read from: the working directory when workingDir is unset and
+    #: the folder exists where the replica runs (the local cluster: the same machine).
+    sourceDir: str | None = None
     resources: ReplicaResources = Field(default_factory=ReplicaResources)
     ports: list[str] = Field(default_factory=list)
 

@@ -1,7 +1,8 @@
 """What runs inside a replica. Imports only the standard library (and what the job uses).
 
-Later issues add metric reporting, checkpoint helpers and component entry points here;
-the import-linter contract keeps this package free of platform imports.
+``lumiflow.runtime.checkpoint`` finds the job's checkpoint directory, saves atomically and
+finds the latest checkpoint; later issues add metric reporting and component entry points.
+The import-linter contract keeps this package free of platform imports.
 """
 
 from __future__ import annotations

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from lumiflow.common.quantity import Limits, Resources, format_cpu, format_memory
+from lumiflow.resources.workload import NEVER_FITS_REASONS
 
-#: Reasons that no amount of waiting cures (the Workload stays queued with the reason).
-NEVER_FITS = frozenset({"UnknownCluster", "Unschedulable"})
+#: Reasons that no amount of waiting cures (the Workload stays queued with the reason; a
+#: TrainingJob whose Workload is queued for one of them fails with it).
+NEVER_FITS = NEVER_FITS_REASONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,17 +63,17 @@ class Decision:
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
-def _fits(request: Resources, free: Resources) -> list[str]:
+def _fits(request: Resources, free: Resources, *, word: str = "free") -> list[str]:
     short: list[str] = []
     eps = 1e-9
     if request.cpu > free.cpu + eps:
-        short.append(f"cpu {format_cpu(request.cpu)} asked, {format_cpu(max(free.cpu, 0))} free")
+        short.append(f"cpu {format_cpu(request.cpu)} asked, {format_cpu(max(free.cpu, 0))} {word}")
     if request.memory > free.memory:
         short.append(
-            f"memory {format_memory(request.memory)} asked, {format_memory(max(free.memory, 0))} free"
+            f"memory {format_memory(request.memory)} asked, {format_memory(max(free.memory, 0))} {word}"
         )
     if request.gpu > free.gpu:
-        short.append(f"gpu {request.gpu} asked, {max(free.gpu, 0)} free")
+        short.append(f"gpu {request.gpu} asked, {max(free.gpu, 0)} {word}")
     return short
 
 
@@ -137,6 +139,13 @@ def schedule(
                 blocked = (
                     "WaitingForQuota",
                     f"waiting for quota of profile {name}: {', '.join(over)} (used+asked/hard)",
+                )
+        if blocked is None and cluster is not None:
+            gang_too_big = _fits(cand.request, cluster.total, word="in all")
+            if gang_too_big:
+                blocked = (
+                    "Unschedulable",
+                    f"the gang can never fit on cluster {cluster_name}: {'; '.join(gang_too_big)}",
                 )
         if blocked is None and cluster is not None:
             short = _fits(cand.request, cluster.total - cluster.used)
