@@ -3,7 +3,8 @@ that makes backends of one type over a home, gang builders, and replica commands
 on a *gate* file so a test decides when a replica ends (no fixed sleeps in the tests).
 
 Replica commands are plain ``/bin/sh`` or the server's Python, so every backend that runs
-processes on this machine (local, and Ray on loopback) can run them.
+processes on this machine (local, and Ray on loopback) can run them; PIDs in statuses are
+this machine's, so tests may signal replicas directly.
 """
 
 from __future__ import annotations
@@ -64,9 +65,20 @@ def notes_of(backend: ClusterBackend) -> Notes:
     return backend.notify
 
 
+def _ray_options(capacity: Mapping[str, Any]) -> dict[str, Any]:
+    """A Ray cluster's capacity is its nodes', not an option: the running test cluster's
+    address, once it is checked to offer what the test asks for."""
+    from tests.clusters.ray_support import RayTestCluster
+
+    cluster = RayTestCluster.current
+    assert cluster is not None, "no Ray test cluster runs (use the ray_cluster fixture)"
+    return cluster.options(capacity)
+
+
 #: How each backend type is told the capacity a test wants (options are backend-specific).
 CAPACITY_OPTIONS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "local": lambda capacity: {"capacity": dict(capacity)},
+    "ray": _ray_options,
 }
 
 DEFAULT_CAPACITY: Mapping[str, Any] = {"cpu": 4, "gpu": 2}
