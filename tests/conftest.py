@@ -191,3 +191,7 @@ def _no_leftover_replicas(tmp_path: Path) -> Iterator[None]:
 
 
 __all__ = ["ApiHarness", "ServerProcess", "free_port", "make_settings", "wait_until"]
+
+
+# The real OIDC issuer and loopback servers of the auth and dashboard tests (one issuer per session).
+from tests.oidc.fixtures import live_server, oidc_issuer, oidc_issuer_process  # noqa: E402, F401

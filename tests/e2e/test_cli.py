@@ -146,10 +146,36 @@ def test_the_server_refuses_an_old_schema(home: Path) -> None:
     assert refused.returncode == 1
     assert "lumi db upgrade" in refused.stderr
     upgraded = lumi("db", "upgrade", home=home)
-    assert "0001 -> 0002" in upgraded.stdout
+    assert f"0001 -> {migrate.head_revision()}" in upgraded.stdout
     port = free_port()
     lumi("up", "--detach", "--port", str(port), home=home, timeout=120)
     try:
         wait_until(lambda: lumi("whoami", home=home, check=False).returncode == 0, timeout=30)
     finally:
         lumi("down", home=home)
+
+
+def test_relative_paths_resolve_next_to_the_manifest(server_factory: Any, home: Path, tmp_path: Path) -> None:
+    server_factory().start()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text("import os\nprint('ran in', os.getcwd())\n")
+    manifest = yaml.safe_load((ROOT / "examples/hello/job.yaml").read_text())
+    container = manifest["spec"]["replicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
+    container["command"], container["args"] = ["python3", "train.py"], []
+    manifest["spec"]["replicaSpecs"]["Worker"]["replicas"] = 1
+    (project / "job.yaml").write_text(yaml.safe_dump(manifest))
+    done = as_json(lumi("apply", "-f", str(project / "job.yaml"), "--wait", "-o", "json", home=home))
+    assert done["status"]["phase"] == "Succeeded"
+    assert done["metadata"]["annotations"]["lumiflow.dev/source-dir"] == str(project)
+    assert lumi("logs", "trainingjob", "hello", home=home).stdout == f"ran in {project}\n"
+    # Applying the same file again changes nothing.
+    assert lumi("apply", "-f", str(project), home=home).stdout.strip() == "trainingjob/hello unchanged"
+    # An explicit workingDir wins.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "train.py").write_text("print('elsewhere')\n")
+    manifest["metadata"]["name"] = "explicit"
+    container["workingDir"] = str(elsewhere)
+    lumi("apply", "-f", "-", "--wait", home=home, input=yaml.safe_dump(manifest))
+    assert lumi("logs", "trainingjob", "explicit", home=home).stdout == "elsewhere\n"

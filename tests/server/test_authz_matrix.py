@@ -178,6 +178,10 @@ RULES: dict[tuple[str, str], tuple[Call, dict[str, Any]]] = {
     ("GET", "/openapi.json"): (_plain("GET"), PUBLIC),
     ("GET", "/docs"): (_plain("GET"), PUBLIC),
     ("GET", "/docs/oauth2-redirect"): (_plain("GET"), PUBLIC),
+    # How to sign in (read by `lumi login` before it has a token), and / -> the dashboard
+    # (which is mounted at /ui with its own session checks: tests/dashboard).
+    ("GET", "/api/v1/auth/config"): (_plain("GET"), PUBLIC),
+    ("GET", "/"): (_plain("GET"), PUBLIC),
     ("GET", "/api/v1/kinds"): (_plain("GET"), SIGNED_IN),
     ("GET", "/api/v1/clusters"): (_plain("GET"), SIGNED_IN),
     ("GET", "/api/v1/whoami"): (_plain("GET"), SIGNED_IN),

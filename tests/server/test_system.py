@@ -30,8 +30,14 @@ def test_metrics_count_requests_and_workloads(api: ApiHarness) -> None:
 def test_openapi_lists_every_kinds_routes(api: ApiHarness) -> None:
     spec = api.client.get("/openapi.json").json()
     paths = spec["paths"]
-    for path in ("/api/v1/apply", "/api/v1/profiles", "/api/v1/profiles/{profile}/trainingjobs/{name}/logs",
-                 "/api/v1/profiles/{profile}/workloads/{name}", "/api/v1/users", "/api/v1/tokens"):
+    for path in (
+        "/api/v1/apply",
+        "/api/v1/profiles",
+        "/api/v1/profiles/{profile}/trainingjobs/{name}/logs",
+        "/api/v1/profiles/{profile}/workloads/{name}",
+        "/api/v1/users",
+        "/api/v1/tokens",
+    ):
         assert path in paths, path
     # Workloads are read-only through the API.
     assert set(paths["/api/v1/profiles/{profile}/workloads/{name}"]) == {"get"}

@@ -1,7 +1,8 @@
 """Who is calling: the identity interface, and the embedded token issuer behind it.
 
-:class:`IdentityProvider` is the seam where single sign-on plugs in: an OIDC provider
-implements the same ``authenticate`` and the rest of the platform does not change.
+:class:`IdentityProvider` is the seam where single sign-on plugs in: the OIDC provider
+(``auth/oidc.py``) implements the same ``authenticate`` and the rest of the platform does
+not change.
 
 Embedded mode: the server signs its own JWTs (ES256) with a key generated on first start
 and kept in ``$LUMIFLOW_HOME/keys`` (mode 0600). Tokens carry the user's groups and a

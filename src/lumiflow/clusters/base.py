@@ -63,6 +63,9 @@ class ReplicaLaunch:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     working_dir: str | None = None
+    #: The folder the job's manifest came from: the working directory when ``working_dir``
+    #: is unset and the folder exists where the replica runs; else a fresh scratch folder.
+    source_dir: str | None = None
     request: Resources = Resources()
     ports: tuple[str, ...] = ()  # names of the ports the replica listens on
 

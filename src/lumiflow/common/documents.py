@@ -19,6 +19,12 @@ from lumiflow.common.errors import BadRequest
 MAX_NODES = 200_000
 MAX_DEPTH = 64
 
+#: Where a manifest was read from (set by ``lumi apply -f`` and ``Client.apply(path)``): on
+#: the local cluster, a replica without ``workingDir`` starts in that folder, so that
+#: relative paths in its command resolve next to the manifest, as a user expects.
+SOURCE_DIR_ANNOTATION = "lumiflow.dev/source-dir"
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that keeps the YAML 1.1 booleans Kubernetes users expect but nothing more."""
@@ -152,3 +158,49 @@ def parse_body(raw: bytes, content_type: str | None, *, source: str = "request b
         raise BadRequest(f"{source} is not valid JSON: {exc}") from exc
     _check_depth(value)
     return value
+
+
+def with_source_dir(doc: dict[str, Any], directory: str) -> dict[str, Any]:
+    """``doc`` annotated with the folder it came from (an annotation already there wins)."""
+    metadata = doc.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        return doc  # the server will say what is wrong with it
+    annotations = metadata.get("annotations")
+    if annotations is None:
+        annotations = {}
+    if not isinstance(annotations, dict) or SOURCE_DIR_ANNOTATION in annotations:
+        return doc
+    return {**doc, "metadata": {**metadata, "annotations": {**annotations, SOURCE_DIR_ANNOTATION: directory}}}
+
+
+def read_manifests(source: str, *, stdin_text: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Documents of a file, of every manifest in a folder, or of ``-`` (``stdin_text``), each
+    with the name it was read from and annotated with its folder (see SOURCE_DIR_ANNOTATION).
+
+    Raises BadRequest for a missing path, an empty folder or a document that cannot be read.
+    """
+    import os
+    from pathlib import Path
+
+    if source == "-":
+        cwd = os.getcwd()
+        return [("stdin", with_source_dir(d, cwd)) for d in load_documents(stdin_text or "", source="stdin")]
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES)
+        if not files:
+            raise BadRequest(f"{path}: no .yaml, .yml or .json files")
+    elif path.exists():
+        files = [path]
+    else:
+        raise BadRequest(f"{source}: no such file or directory", field="-f")
+    out: list[tuple[str, dict[str, Any]]] = []
+    for file in files:
+        folder = str(file.resolve().parent)
+        out.extend(
+            (str(file), with_source_dir(d, folder))
+            for d in load_documents(file.read_text(), source=str(file))
+        )
+    return out

@@ -91,6 +91,13 @@ class StoreUnavailable(LumiflowError):
     http_status = 503
 
 
+class IdentityUnavailable(LumiflowError):
+    """The identity provider (an OIDC issuer) cannot be reached or answered nonsense."""
+
+    code = "identity_unavailable"
+    http_status = 503
+
+
 class TemporaryError(LumiflowError):
     """A controller should retry after ``delay`` seconds."""
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from lumiflow.common.errors import ValidationFailed
@@ -44,9 +45,49 @@ class DatabaseSettings(_Strict):
     pool_size: int = Field(8, ge=1)
 
 
+#: Keys that only mean something with ``mode: oidc``.
+_OIDC_ONLY = ("audience", "client_id", "client_secret", "cli_client_id", "embedded_tokens", "embedded_issuer")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
 class AuthSettings(_Strict):
-    mode: Literal["embedded"] = "embedded"
-    issuer: str = "lumiflow"
+    """Who may call: the embedded token issuer, or an OpenID Connect issuer.
+
+    ``mode: embedded`` (default): the server signs its own tokens; ``issuer`` is the name in
+    their ``iss`` claim. ``mode: oidc``: ``issuer`` is the URL of any OpenID Connect issuer
+    (Keycloak, ...) whose access tokens, meant for ``audience``, are accepted; the CLI signs in
+    with the device-authorization grant (``cli_client_id``, a public client) and the
+    dashboard with authorization code + PKCE (``client_id``, with ``client_secret`` when the
+    client is confidential). With ``embedded_tokens: true`` the server's own tokens (service
+    accounts from ``lumi users add``, the bootstrap admin) keep working beside it.
+    """
+
+    mode: Literal["embedded", "oidc"] = "embedded"
+    issuer: str | None = None
+    audience: str | None = None
+    #: Claim holding the user name, and the claim (a list of strings; a dotted path such as
+    #: ``realm_access.roles`` reaches into nested claims) holding the groups.
+    username_claim: str = Field("preferred_username", min_length=1, max_length=200)
+    groups_claim: str = Field("groups", min_length=1, max_length=200)
+    client_id: str | None = None
+    client_secret: str | None = None
+    #: The public client the CLI uses for the device flow (default: ``client_id``).
+    cli_client_id: str | None = None
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "offline_access"])
+    embedded_tokens: bool = False
+    #: ``iss`` of the server's own tokens in oidc mode (in embedded mode, ``issuer`` is).
+    embedded_issuer: str = "lumiflow"
+    #: Clock skew tolerated on ``exp``/``nbf``/``iat``.
+    clock_skew_seconds: float = Field(30.0, ge=0, le=300)
+    #: A token signed with a key the cache does not know makes the server refetch the
+    #: issuer's keys, at most once per this many seconds.
+    jwks_refetch_seconds: float = Field(10.0, ge=0, le=3600)
+    #: Keys and the discovery document are refreshed this often even when nothing is unknown.
+    jwks_cache_seconds: float = Field(3600.0, ge=1)
+    #: A CA bundle to verify the issuer's TLS certificate (default: the system's).
+    ca_file: str | None = None
+    #: Lifetime of a dashboard session (signing in again is needed after it).
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
     #: Lifetime of tokens issued by ``lumi users add`` / ``lumi tokens create``.
     token_ttl_days: float = Field(365.0, gt=0)
     admin_user: str = "admin"
@@ -61,6 +102,55 @@ class AuthSettings(_Strict):
         if unknown:
             raise ValueError(f"unknown roles {sorted(unknown)}; allowed: admin, user")
         return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        for scope in value:
+            if not scope or any(c.isspace() for c in scope):
+                raise ValueError(f"scope {scope!r} must be one word")
+        return value
+
+    @model_validator(mode="after")
+    def _mode(self) -> AuthSettings:
+        if self.mode == "embedded":
+            stray = [k for k in _OIDC_ONLY if k in self.model_fields_set]
+            if stray:
+                keys = ", ".join(f"auth.{k}" for k in stray)
+                raise ValueError(f"{keys}: only used with auth.mode: oidc (auth.mode is embedded)")
+            if self.issuer is None:
+                self.issuer = "lumiflow"
+            return self
+        missing = [f"auth.{k}" for k in ("issuer", "audience", "client_id") if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: needed with auth.mode: oidc")
+        assert self.issuer is not None
+        parts = urlsplit(self.issuer)
+        loopback = parts.hostname in _LOOPBACK_HOSTS or f"[{parts.hostname}]" in _LOOPBACK_HOSTS
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ValueError(
+                f"auth.issuer: {self.issuer!r} must be an https:// URL (http:// only on localhost)"
+            )
+        if parts.query or parts.fragment or not parts.netloc:
+            raise ValueError(f"auth.issuer: {self.issuer!r} must be a URL without query or fragment")
+        if self.embedded_tokens and self.embedded_issuer == self.issuer:
+            raise ValueError("auth.embedded_issuer: must differ from auth.issuer")
+        return self
+
+    # --- derived -----------------------------------------------------------------
+
+    @property
+    def own_issuer(self) -> str:
+        """The ``iss`` of the tokens this server signs."""
+        return (self.issuer or "lumiflow") if self.mode == "embedded" else self.embedded_issuer
+
+    @property
+    def accepts_own_tokens(self) -> bool:
+        return self.mode == "embedded" or self.embedded_tokens
+
+    @property
+    def device_client_id(self) -> str | None:
+        return self.cli_client_id or self.client_id
 
 
 class ProfileSettings(_Strict):
@@ -190,8 +280,26 @@ class Settings(BaseSettings):
             merged = _deep_merge(_deep_merge(file_values, _env_values()), overrides or {})
             merged["home"] = resolved_home
             return cls(**merged)
+        except ValidationError as exc:
+            message, field = _describe(exc)
+            raise ValidationFailed(f"invalid settings: {message}", field=field) from exc
         except ValueError as exc:
             raise ValidationFailed(f"invalid settings: {exc}") from exc
+
+
+def _describe(exc: ValidationError) -> tuple[str, str | None]:
+    """``auth.issuer: must be an https:// URL`` rather than pydantic's multi-line report."""
+    parts: list[str] = []
+    first: str | None = None
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error.get("loc", ()))
+        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        # A check across keys names them itself ("auth.issuer, auth.audience: needed ...").
+        named = msg.split(":", 1)[0] if loc and msg.startswith(f"{loc}.") else None
+        text = msg if named else (f"{loc}: {msg}" if loc else msg)
+        first = first or (named.split(",")[0] if named else loc or None)
+        parts.append(text)
+    return "; ".join(parts), first
 
 
 def _env_values() -> dict[str, Any]:

@@ -15,6 +15,7 @@ kind, metadata, spec, status). Errors raise :class:`ApiError` (a ``LumiflowError
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ from typing import Any
 
 import httpx
 
-from lumiflow.common.documents import load_documents
+from lumiflow.common.documents import load_documents, read_manifests
 from lumiflow.common.errors import LumiflowError, NotFound
+from lumiflow.sdk.auth import RefreshingAuth
 from lumiflow.sdk.config import ClientConfig
 
 TERMINAL = ("Succeeded", "Failed")
@@ -49,6 +51,31 @@ class Kind:
     namespaced: bool
     writable: bool
     logs: bool
+    #: Set when this is another name of ``kind`` (TFJob for TrainingJob): the alias's kind,
+    #: its names, and the label selector that picks its objects.
+    alias: str | None = None
+    alias_names: tuple[str, ...] = ()
+    selector: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        if self.alias is not None:
+            return self.alias_names
+        return (self.kind.lower(), self.plural, self.singular, *self.short_names)
+
+    @property
+    def display(self) -> str:
+        """The singular a user asked for (``tfjob``), for messages."""
+        return self.alias.lower() if self.alias is not None else self.singular
+
+    def selects(self, obj: dict[str, Any]) -> bool:
+        if not self.selector:
+            return True
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return all(
+            labels.get(key) == value
+            for key, _, value in (term.partition("=") for term in self.selector.split(","))
+        )
 
 
 @dataclass(frozen=True)
@@ -69,16 +96,23 @@ class Client:
     ) -> None:
         config = ClientConfig.load(home)
         self.url = (url or config.url).rstrip("/")
-        self.token = token or config.token
         self.profile = profile or config.profile
-        headers = {"User-Agent": "lumiflow-sdk"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        if token or self.url != config.url.rstrip("/"):
+            # A token given here, or another server than the configured one: nothing to refresh.
+            config = ClientConfig(url=self.url, token=token or config.token, profile=self.profile)
+        #: Sends the token, refreshing a signed-in user's access token when it expires.
+        self.auth = RefreshingAuth(config, home=home)
+        self._http = httpx.Client(
+            base_url=self.url, headers={"User-Agent": "lumiflow-sdk"}, auth=self.auth, timeout=timeout
+        )
         self._kinds: builtins.list[Kind] | None = None
         self.users = _Users(self)
         self.tokens = _Tokens(self)
         self.profiles = _Profiles(self)
+
+    @property
+    def token(self) -> str | None:
+        return self.auth.token
 
     def close(self) -> None:
         self._http.close()
@@ -121,10 +155,14 @@ class Client:
     # --- discovery -----------------------------------------------------------------------
 
     def kinds(self) -> builtins.list[Kind]:
+        """The server's kinds, then their aliases (Kubeflow's TFJob, PyTorchJob, ... are
+        TrainingJobs selected by their framework label)."""
         if self._kinds is None:
             items = self._json("GET", "/api/v1/kinds")["items"]
-            self._kinds = [
-                Kind(
+            kinds: builtins.list[Kind] = []
+            aliases: builtins.list[Kind] = []
+            for i in items:
+                base = Kind(
                     i["kind"],
                     i["plural"],
                     i["singular"],
@@ -133,16 +171,25 @@ class Client:
                     i["writable"],
                     i["logs"],
                 )
-                for i in items
-            ]
+                kinds.append(base)
+                for a in i.get("aliases") or []:
+                    names = (a["kind"].lower(), a["plural"], a["singular"], *a.get("shortNames", []))
+                    aliases.append(
+                        dataclasses.replace(
+                            base, alias=a["kind"], alias_names=names, selector=a.get("labelSelector")
+                        )
+                    )
+            self._kinds = kinds + aliases
         return self._kinds
 
-    def kind(self, name: str) -> Kind:
+    def kind(self, name: str | Kind) -> Kind:
+        if isinstance(name, Kind):
+            return name
         wanted = name.lower()
         for k in self.kinds():
-            if wanted in (k.kind.lower(), k.plural, k.singular, *k.short_names):
+            if wanted in k.names:
                 return k
-        known = ", ".join(sorted(k.plural for k in self.kinds()))
+        known = ", ".join(sorted({k.names[1] for k in self.kinds()}))
         raise NotFound(f"unknown kind {name!r} (known: {known})", field="kind")
 
     def _path(self, kind: Kind, profile: str | None, name: str | None = None) -> str:
@@ -184,13 +231,19 @@ class Client:
         result: dict[str, Any] = self._json("POST", self._path(kind, profile or namespace), json=manifest)
         return result
 
-    def get(self, kind: str, name: str, *, profile: str | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("GET", self._path(self.kind(kind), profile, name))
+    def get(self, kind: str | Kind, name: str, *, profile: str | None = None) -> dict[str, Any]:
+        """One object; through an alias (``tfjob``) only one the alias selects."""
+        k = self.kind(kind)
+        result: dict[str, Any] = self._json("GET", self._path(k, profile, name))
+        if not k.selects(result):
+            raise ApiError(
+                404, "not_found", f"{k.display} {name!r} not found: it is a {k.kind} outside {k.selector}"
+            )
         return result
 
     def list(
         self,
-        kind: str,
+        kind: str | Kind,
         *,
         profile: str | None = None,
         all_profiles: bool = False,
@@ -198,6 +251,8 @@ class Client:
         page_size: int = 500,
     ) -> builtins.list[dict[str, Any]]:
         k = self.kind(kind)
+        if k.selector:
+            label_selector = f"{label_selector},{k.selector}" if label_selector else k.selector
         path = f"/api/v1/{k.plural}" if (all_profiles or not k.namespaced) else self._path(k, profile)
         items: builtins.list[dict[str, Any]] = []
         token: str | None = None
@@ -222,9 +277,17 @@ class Client:
         return result
 
     def delete(
-        self, kind: str, name: str, *, profile: str | None = None, wait: bool = False, timeout: float = 120.0
+        self,
+        kind: str | Kind,
+        name: str,
+        *,
+        profile: str | None = None,
+        wait: bool = False,
+        timeout: float = 120.0,
     ) -> None:
         k = self.kind(kind)
+        if k.selector:
+            self.get(k, name, profile=profile)  # `delete tfjob x` never deletes a PyTorchJob x
         path = self._path(k, profile, name)
         self._request("DELETE", path)
         if wait:
@@ -239,7 +302,9 @@ class Client:
                 time.sleep(0.2)
             raise ApiError(0, "timeout", f"{k.singular} {name} still exists after {timeout:g}s")
 
-    def events(self, kind: str, name: str, *, profile: str | None = None) -> builtins.list[dict[str, Any]]:
+    def events(
+        self, kind: str | Kind, name: str, *, profile: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
         items: builtins.list[dict[str, Any]] = self._json(
             "GET", self._path(self.kind(kind), profile, name) + "/events"
         )["items"]
@@ -247,7 +312,7 @@ class Client:
 
     def logs(
         self,
-        kind: str,
+        kind: str | Kind,
         name: str,
         *,
         profile: str | None = None,
@@ -274,7 +339,7 @@ class Client:
 
     def wait(
         self,
-        kind: str,
+        kind: str | Kind,
         name: str,
         *,
         profile: str | None = None,
@@ -399,13 +464,7 @@ def _documents(
     if isinstance(source, dict):
         return [source]
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and Path(source).exists()):
-        path = Path(source)
-        if path.is_dir():
-            docs: builtins.list[dict[str, Any]] = []
-            for file in sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json")):
-                docs.extend(load_documents(file.read_text(), source=str(file)))
-            return docs
-        return load_documents(path.read_text(), source=str(path))
+        return [doc for _name, doc in read_manifests(str(source))]
     if isinstance(source, str):
         return load_documents(source)
     return list(source)

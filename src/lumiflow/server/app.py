@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from lumiflow.common.version import __version__
-from lumiflow.server import errors
+from lumiflow.server import dashboard, errors
+from lumiflow.server.accounts import AccountService
 from lumiflow.server.api import identity, resources, system
 from lumiflow.server.limits import BodySizeLimit
 from lumiflow.server.metrics import Metrics, MetricsMiddleware
 from lumiflow.server.platform import Platform
 from lumiflow.server.service import ResourceService
+
+log = logging.getLogger(__name__)
 
 
 def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
@@ -40,6 +45,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     )
     app.state.platform = platform
     app.state.service = ResourceService(platform)
+    app.state.accounts = AccountService(platform)
     app.state.metrics = Metrics(platform)
     errors.install(app)
     app.include_router(system.router())
@@ -50,6 +56,15 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
             app.include_router(resources.namespaced_routes(info))
         else:
             app.include_router(resources.profile_routes(info))
+    if dashboard.available():
+        app.mount("/ui", dashboard.create_dashboard(platform, app.state.service, app.state.accounts))
+
+        @app.get("/", include_in_schema=False)
+        async def _to_dashboard() -> RedirectResponse:
+            return RedirectResponse("/ui/", status_code=307)
+
+    else:
+        log.warning("the dashboard needs jinja2 and python-multipart: pip install 'lumiflow[dashboard]'")
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(BodySizeLimit, max_bytes=platform.settings.server.max_body_bytes)
     return app

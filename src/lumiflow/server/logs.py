@@ -29,6 +29,8 @@ class LogRequest:
     replica: str | None
     attempt: int | None
     follow: bool
+    #: (attempt, byte offset) to carry on from, as a reconnecting live view asks.
+    resume: tuple[int, int] | None = None
 
 
 class LogStream:
@@ -97,8 +99,16 @@ class LogStream:
         return chunk.data, chunk.next_offset, chunk.complete
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        async for _attempt, _offset, data in self.positioned():
+            yield data
+
+    async def positioned(self) -> AsyncIterator[tuple[int, int, bytes]]:
+        """The log as (attempt, offset after the data, data); a separator line between
+        attempts comes with the new attempt and offset 0."""
         current = self.first_attempt
         offset = 0
+        if self.r.resume is not None and self.r.resume[0] >= current:
+            current, offset = self.r.resume
         while True:
             wl = await run_in_threadpool(self._workload)
             if wl is None or wl.status.cluster is None:
@@ -110,7 +120,7 @@ class LogStream:
                 self.r.replica = wl.spec.replicas[0].name
             data, offset, complete = await run_in_threadpool(self._read, wl, current, offset)
             if data:
-                yield data
+                yield current, offset, data
                 continue
             if not self.r.follow:
                 return
@@ -120,7 +130,7 @@ class LogStream:
                     return
                 if wl.spec.attempt > current:
                     current, offset = current + 1, 0
-                    yield f"--- lumiflow: gang restarted, attempt {current} ---\n".encode()
+                    yield current, 0, f"--- lumiflow: gang restarted, attempt {current} ---\n".encode()
                     continue
                 settled = wl.status.phase.is_terminal() and wl.spec.attempt == wl.status.attempt
                 if settled and await run_in_threadpool(self._owner_finished, wl):

@@ -13,7 +13,15 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from lumiflow.auth import AccessPolicy, EmbeddedIdentity, personal_profile_name
+from lumiflow.auth import (
+    AccessPolicy,
+    EmbeddedIdentity,
+    IdentityProvider,
+    OIDCSignIn,
+    SessionManager,
+    build_identity,
+    personal_profile_name,
+)
 from lumiflow.auth.identity import Identity
 from lumiflow.clusters.set import ClusterSet
 from lumiflow.common.errors import AlreadyExists, LumiflowError, NotFound
@@ -80,13 +88,31 @@ class Platform:
         self.store = SQLStore(settings.database_url, pool_size=settings.database.pool_size)
         try:
             self.kinds = default_registry()
+            auth = settings.auth
+            #: The server's own token issuer (embedded mode; service accounts in oidc mode).
             self.identity = EmbeddedIdentity(
                 store=self.store,
                 key_path=home / "keys" / "token-signing.pem",
-                issuer=settings.auth.issuer,
-                token_ttl=timedelta(days=settings.auth.token_ttl_days),
+                issuer=auth.own_issuer,
+                token_ttl=timedelta(days=auth.token_ttl_days),
             )
-            self.access = AccessPolicy(settings.auth.roles)
+            #: Who a bearer token belongs to, whichever issuer signed it.
+            self.authenticator: IdentityProvider
+            self.authenticator, self.oidc = build_identity(auth, embedded=self.identity)
+            signin = None
+            if self.oidc is not None:
+                assert auth.client_id is not None
+                signin = OIDCSignIn(
+                    self.oidc, client_id=auth.client_id, client_secret=auth.client_secret, scopes=auth.scopes
+                )
+            self.access = AccessPolicy(auth.roles)
+            #: Dashboard sessions; their tokens are authenticated like any bearer token.
+            self.sessions = SessionManager(
+                store=self.store,
+                authenticate=self.authenticate,
+                signin=signin,
+                ttl=timedelta(hours=auth.session_hours),
+            )
             self.profiles = ProfileCache(self.store)
             self._known_users: set[str] = set()
             self._known_lock = threading.Lock()
@@ -113,6 +139,7 @@ class Platform:
                         grace_period_seconds=ctl.grace_period_seconds,
                         restart_backoff_seconds=ctl.restart_backoff_seconds,
                         restart_backoff_max=ctl.restart_backoff_max,
+                        jobs_root=home / "jobs",
                     ),
                 )
             )
@@ -143,13 +170,12 @@ class Platform:
         self.scheduler.wake()
 
     def stop(self) -> None:
-        if not self._started:
-            self.clusters.close()
-            self.store.close()
-            return
-        self.scheduler.stop()
-        self.manager.stop()
+        if self._started:
+            self.scheduler.stop()
+            self.manager.stop()
         self.clusters.close()
+        if self.oidc is not None:
+            self.oidc.close()
         self.store.close()
         self._started = False
 
@@ -160,8 +186,13 @@ class Platform:
         return self.settings.home / "admin.token"
 
     def bootstrap_admin(self) -> str | None:
-        """Creates the admin user on first start; returns the new token, else None."""
+        """Creates the admin user on first start; returns the new token, else None.
+
+        Not in oidc mode without ``embedded_tokens``: the issuer's admin groups are the admins.
+        """
         auth = self.settings.auth
+        if not auth.accepts_own_tokens:
+            return None
         try:
             self.store.get_user(auth.admin_user)
             return None
@@ -178,6 +209,14 @@ class Platform:
         with os.fdopen(fd, "w") as fh:
             fh.write(issued.token + "\n")
         return issued.token
+
+    def authenticate(self, bearer: str) -> Identity:
+        """The caller behind a bearer token, with roles from their groups; their personal
+        profile is created on their first request (API, CLI or dashboard sign-in)."""
+        identity = self.access.classify(self.authenticator.authenticate(bearer))
+        if identity.has_role:
+            self.ensure_personal_profile(identity)
+        return identity
 
     def personal_profile(self, identity: Identity) -> str:
         return personal_profile_name(identity.user)

@@ -15,11 +15,14 @@ from lumiflow.auth.identity import Identity
 from lumiflow.common.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 from lumiflow.common.quantity import Resources
 from lumiflow.resources import KindInfo, Profile, Role, prepare
-from lumiflow.resources.workload import ACTIVE_PHASES, Workload
+from lumiflow.resources.workload import ACTIVE_PHASES, WAITING_PHASES, Workload
 from lumiflow.server.platform import Platform
 from lumiflow.store import StoredObject, parse_selector
 
 MAX_PAGE = 1000
+#: How often an update without a resourceVersion is retried when a status write intervenes.
+UNCONDITIONAL_TRIES = 5
+DELETING = "metadata.deletionTimestamp"
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,36 @@ class ResourceService:
         usage = self._usage([o.name for o in items]) if items else {}
         return Page([self._present(o, usage) for o in items], result.continue_token)
 
+    def clusters(self, identity: Identity) -> builtins.list[dict[str, Any]]:
+        """Every cluster with its capacity, what is in use and how many Workloads wait."""
+        self.p.access.require_role(identity)
+        used: dict[str, Resources] = {}
+        queued: dict[str, int] = {}
+        for obj in self.p.store.list("Workload", phases=(*ACTIVE_PHASES, *WAITING_PHASES)).items:
+            wl = Workload.parse(obj.to_manifest())
+            if wl.status.phase.holds_resources() and wl.status.cluster:
+                used[wl.status.cluster] = used.get(wl.status.cluster, Resources()) + wl.spec.request()
+            elif wl.status.phase.is_waiting():
+                target = wl.spec.cluster or self.p.clusters.home_name
+                queued[target] = queued.get(target, 0) + 1
+        items = []
+        for name, backend in self.p.clusters:
+            config = self.p.clusters.configs[name]
+            cap = backend.capacity()
+            u = used.get(name, Resources())
+            items.append(
+                {
+                    "name": name,
+                    "type": config.type,
+                    "home": config.home,
+                    "labels": config.labels,
+                    "capacity": {"cpu": cap.total.cpu, "memory": cap.total.memory, "gpu": cap.total.gpu},
+                    "used": {"cpu": u.cpu, "memory": u.memory, "gpu": u.gpu, "workloads": u.workloads},
+                    "queued": queued.get(name, 0),
+                }
+            )
+        return items
+
     def events(
         self, identity: Identity, info: KindInfo, profile: str, name: str
     ) -> builtins.list[dict[str, Any]]:
@@ -227,9 +260,25 @@ class ResourceService:
         info, obj = prepared.info, prepared.obj
         self._check_writable(info)
         self._authorize_write(identity, info, obj)
+        if expected_rv is not None:
+            return self._update_once(identity, prepared, expected_rv=expected_rv)
+        # The client did not ask for optimistic concurrency: its spec replaces the stored
+        # one even if a controller wrote the status in between (a few tries, then 409).
+        for _ in range(UNCONDITIONAL_TRIES - 1):
+            try:
+                return self._update_once(identity, prepared, expected_rv=None)
+            except Conflict as exc:
+                if exc.field == DELETING:
+                    raise
+        return self._update_once(identity, prepared, expected_rv=None)
+
+    def _update_once(
+        self, identity: Identity, prepared: Any, *, expected_rv: int | None
+    ) -> tuple[dict[str, Any], bool]:
+        info, obj = prepared.info, prepared.obj
         current = self.p.store.get(info.kind, obj.profile, obj.name)
         if current.deletion_timestamp is not None:
-            raise Conflict(f"{info.kind} {obj.name!r} is being deleted")
+            raise Conflict(f"{info.kind} {obj.name!r} is being deleted", field=DELETING)
         if info.check_update is not None:
             try:
                 info.check_update(current.spec, obj.spec)

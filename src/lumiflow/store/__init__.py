@@ -1,7 +1,7 @@
-"""The store: Kubernetes-style resources, events, users and tokens in SQL (infra layer)."""
+"""The store: Kubernetes-style resources, events, users, tokens and dashboard sessions in SQL (infra layer)."""
 
 from lumiflow.store.base import ResourceStore, StatusWrite
-from lumiflow.store.model import Change, Event, ListResult, ObjectRef, StoredObject, Token, User
+from lumiflow.store.model import Change, Event, ListResult, ObjectRef, Session, StoredObject, Token, User
 from lumiflow.store.selectors import Selector, parse_selector
 from lumiflow.store.sql import SQLStore, open_store
 
@@ -13,6 +13,7 @@ __all__ = [
     "ResourceStore",
     "SQLStore",
     "Selector",
+    "Session",
     "StatusWrite",
     "StoredObject",
     "Token",

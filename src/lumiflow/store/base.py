@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lumiflow.store.model import Change, Event, ListResult, StoredObject, Token, User
+from lumiflow.store.model import Change, Event, ListResult, Session, StoredObject, Token, User
 from lumiflow.store.selectors import Selector
 
 Subscriber = Callable[[Change], None]
@@ -185,6 +185,30 @@ class ResourceStore(ABC):
     @abstractmethod
     def revoked_token_ids(self) -> set[str]:
         """Ids of every revoked token (the auth layer caches them)."""
+
+    # --- dashboard sessions ----------------------------------------------------------
+
+    @abstractmethod
+    def create_session(
+        self, session_id: str, *, user: str | None, data: dict[str, Any], expires_at: datetime
+    ) -> Session:
+        """Raises AlreadyExists if ``session_id`` is taken."""
+
+    @abstractmethod
+    def get_session(self, session_id: str) -> Session:
+        """Raises NotFound. Expired sessions are returned as stored; the caller judges them."""
+
+    @abstractmethod
+    def update_session(self, session_id: str, *, data: dict[str, Any], user: str | None = None) -> Session:
+        """Replaces ``data`` (and ``user`` when given). Raises NotFound."""
+
+    @abstractmethod
+    def delete_session(self, session_id: str) -> None:
+        """Idempotent: deleting a missing session is not an error."""
+
+    @abstractmethod
+    def delete_expired_sessions(self, now: datetime) -> int:
+        """Removes sessions whose ``expires_at`` is before ``now``; returns how many."""
 
     # --- notifications and lifecycle ------------------------------------------------
 

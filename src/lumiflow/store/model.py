@@ -178,6 +178,22 @@ class Token:
 
 
 @dataclass(frozen=True, slots=True)
+class Session:
+    """A dashboard sign-in kept on the server; the browser holds only an opaque cookie.
+
+    ``id`` is a digest of that cookie (a stolen database does not hand out sessions);
+    ``data`` belongs to the auth layer (tokens, CSRF secret, a pending sign-in's PKCE
+    verifier). ``user`` is None while a sign-in is still under way.
+    """
+
+    id: str
+    user: str | None
+    data: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """What a subscriber hears after a commit: which object changed and how."""
 

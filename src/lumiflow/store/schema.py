@@ -107,3 +107,14 @@ tokens = sa.Table(
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
     sa.Index("ix_tokens_user_name", "user_name"),
 )
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("user_name", sa.String(253), nullable=True),
+    sa.Column("data", json_type(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_sessions_expires_at", "expires_at"),
+)

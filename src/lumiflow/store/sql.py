@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from lumiflow.common.timeutil import utcnow
 from lumiflow.store import schema
 from lumiflow.store.base import ResourceStore, StatusWrite, Subscriber
 from lumiflow.store.migrate import ensure_schema
-from lumiflow.store.model import Change, Event, ListResult, StoredObject, Token, User
+from lumiflow.store.model import Change, Event, ListResult, Session, StoredObject, Token, User
 from lumiflow.store.selectors import Selector
 
 _R = schema.resources
@@ -664,6 +665,52 @@ class SQLStore(ResourceStore):
         with self._read() as conn:
             rows = conn.execute(sa.select(schema.tokens.c.id).where(schema.tokens.c.revoked_at.is_not(None)))
             return {r[0] for r in rows}
+
+    # --- dashboard sessions ----------------------------------------------------------
+
+    @staticmethod
+    def _session(row: Any) -> Session:
+        return Session(row.id, row.user_name, dict(row.data), row.created_at, row.expires_at)
+
+    def create_session(
+        self, session_id: str, *, user: str | None, data: dict[str, Any], expires_at: datetime
+    ) -> Session:
+        now = utcnow()
+        with self._write() as (conn, _):
+            conn.execute(
+                schema.sessions.insert().values(
+                    id=session_id, user_name=user, data=data, created_at=now, expires_at=expires_at
+                )
+            )
+        return Session(session_id, user, dict(data), now, expires_at)
+
+    def get_session(self, session_id: str) -> Session:
+        with self._read() as conn:
+            row = conn.execute(sa.select(schema.sessions).where(schema.sessions.c.id == session_id)).first()
+        if row is None:
+            raise NotFound("session not found")
+        return self._session(row)
+
+    def update_session(self, session_id: str, *, data: dict[str, Any], user: str | None = None) -> Session:
+        values: dict[str, Any] = {"data": data}
+        if user is not None:
+            values["user_name"] = user
+        with self._write() as (conn, _):
+            result = conn.execute(
+                sa.update(schema.sessions).where(schema.sessions.c.id == session_id).values(**values)
+            )
+            if result.rowcount != 1:
+                raise NotFound("session not found")
+        return self.get_session(session_id)
+
+    def delete_session(self, session_id: str) -> None:
+        with self._write() as (conn, _):
+            conn.execute(sa.delete(schema.sessions).where(schema.sessions.c.id == session_id))
+
+    def delete_expired_sessions(self, now: datetime) -> int:
+        with self._write() as (conn, _):
+            result = conn.execute(sa.delete(schema.sessions).where(schema.sessions.c.expires_at < now))
+            return int(result.rowcount or 0)
 
 
 def open_store(url: str, *, pool_size: int = 8, create_schema: bool = True) -> SQLStore:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from rich.table import Table
 
 from lumiflow.cli.output import console, emit_json, emit_yaml, output_option
+from lumiflow.common.oauth import DeviceAuthorization
 from lumiflow.common.timeutil import age
 from lumiflow.sdk import Client, ClientConfig
+from lumiflow.sdk.auth import device_login, sign_in_options
 
 
 def _client(ctx: click.Context) -> Client:
@@ -26,23 +30,50 @@ def _emit(value: object, output: str) -> bool:
 
 @click.command()
 @click.argument("url", required=False)
-@click.option("--token", help="a token from `lumi users add` or `lumi tokens create` (asked for if omitted)")
+@click.option(
+    "--token",
+    help="a token from `lumi users add` or `lumi tokens create`; without it, a server with single "
+    "sign-on starts the device sign-in, any other asks for a token",
+)
 @click.option("--profile", "-p", help="default profile for commands that take -p")
 @click.pass_context
 def login(ctx: click.Context, url: str | None, token: str | None, profile: str | None) -> None:
-    """Save the server URL and your token (checked against the server) in the CLI config."""
+    """Sign in to a lumiflow server and save the URL and your token in the CLI config.
+
+    With single sign-on (the server's auth.mode is oidc), this prints a URL and a code:
+    open the URL in any browser, sign in, and approve the code. The refresh token is kept
+    in the config (mode 0600), so the CLI and the SDK stay signed in.
+    """
     home = ctx.obj.get("home")
-    config = ClientConfig.load(home)
-    url = (url or config.url).rstrip("/")
+    url = (url or ClientConfig.load(home).url).rstrip("/")
+    config = ClientConfig.load_file(home)
+    config.clear_refresh()
     if not token:
-        token = click.prompt("token", hide_input=True).strip()
+        options = sign_in_options(url)
+        if options.get("mode") == "oidc":
+            signed_in = device_login(options, prompt=_show_code)
+            config.refresh_token = signed_in.tokens.refresh_token
+            config.token_endpoint = signed_in.token_endpoint
+            config.client_id = signed_in.client_id
+            config.issuer = signed_in.issuer
+            token = signed_in.tokens.access_token
+        else:
+            token = click.prompt("token", hide_input=True).strip()
     me = Client(url, token=token, home=home).whoami()
     config.url, config.token, config.profile = url, token, profile
     path = config.save(home)
     console.print(
-        f"logged in to {url} as [bold]{me['user']}[/bold]; default profile "
-        f"{profile or me['defaultProfile']} (config {path})"
+        f"logged in to {url} as [bold]{me['user']}[/bold] (groups: {', '.join(me['groups']) or '-'}); "
+        f"default profile {profile or me['defaultProfile']} (config {path})"
     )
+
+
+def _show_code(device: DeviceAuthorization) -> None:
+    console.print("To sign in, open this URL in a browser:", highlight=False)
+    click.echo(f"  {device.verification_uri_complete or device.verification_uri}")
+    click.echo(f"and check that it shows the code: {device.user_code}")
+    console.print("waiting for you to approve ...", highlight=False)
+    sys.stdout.flush()
 
 
 @click.command()

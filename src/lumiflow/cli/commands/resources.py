@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -24,7 +23,7 @@ from lumiflow.cli.output import (
     phase_text,
     table_for,
 )
-from lumiflow.common.documents import load_documents
+from lumiflow.common.documents import read_manifests
 from lumiflow.common.errors import BadRequest
 from lumiflow.common.quantity import format_cpu, format_memory
 from lumiflow.common.timeutil import age
@@ -32,6 +31,8 @@ from lumiflow.sdk import Client
 from lumiflow.sdk.client import TERMINAL
 
 profile_option = click.option("-p", "--profile", default=None, help="the profile (default: your own)")
+#: Where the server records the kind a manifest was written as (TFJob, PyTorchJob, Job, ...).
+SOURCE_KIND_ANNOTATION = "lumiflow.dev/source-kind"
 
 
 def _client(ctx: click.Context) -> Client:
@@ -41,23 +42,16 @@ def _client(ctx: click.Context) -> Client:
 def _read_sources(files: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
     docs: list[tuple[str, dict[str, Any]]] = []
     for source in files:
-        if source == "-":
-            docs.extend(("stdin", d) for d in load_documents(sys.stdin.read(), source="stdin"))
-            continue
-        path = Path(source)
-        if path.is_dir():
-            files_in = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
-            if not files_in:
-                raise BadRequest(f"{path}: no .yaml, .yml or .json files")
-            for file in files_in:
-                docs.extend((str(file), d) for d in load_documents(file.read_text(), source=str(file)))
-        elif path.exists():
-            docs.extend((str(path), d) for d in load_documents(path.read_text(), source=str(path)))
-        else:
-            raise BadRequest(f"{source}: no such file or directory", field="-f")
+        docs.extend(read_manifests(source, stdin_text=sys.stdin.read() if source == "-" else None))
     if not docs:
         raise BadRequest("nothing to apply: the files hold no documents")
     return docs
+
+
+def _shown_kind(obj: dict[str, Any]) -> str:
+    """The kind as the user wrote it (``tfjob`` for a TFJob stored as a TrainingJob)."""
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    return str(annotations.get(SOURCE_KIND_ANNOTATION) or obj["kind"]).lower()
 
 
 @click.command()
@@ -86,7 +80,7 @@ def apply(
         obj = result.object
         applied.append(obj)
         if output in ("table", "wide"):
-            console.print(f"{obj['kind'].lower()}/{obj['metadata']['name']} {result.action}")
+            console.print(f"{_shown_kind(obj)}/{obj['metadata']['name']} {result.action}")
     failed = False
     if wait:
         waited = []
@@ -141,8 +135,8 @@ def get(
 
     def fetch() -> list[dict[str, Any]]:
         if name:
-            return [client.get(k.kind, name, profile=profile)]
-        return client.list(k.kind, profile=profile, all_profiles=all_profiles, label_selector=selector)
+            return [client.get(k, name, profile=profile)]
+        return client.list(k, profile=profile, all_profiles=all_profiles, label_selector=selector)
 
     items = fetch()
     if emit_objects(items, output, single=bool(name)):
@@ -150,7 +144,7 @@ def get(
     show_profile = k.namespaced and (all_profiles or len({i["metadata"].get("namespace") for i in items}) > 1)
     if not watch:
         if not items:
-            console.print(f"no {k.plural} found")
+            console.print(f"no {k.names[1]} found")
             return
         console.print(table_for(k.kind, items, show_profile=show_profile, wide=output == "wide"))
         return
@@ -200,16 +194,23 @@ def describe(ctx: click.Context, kind: str, name: str, profile: str | None) -> N
     """A readable account of one resource: status, conditions, replicas and events."""
     client = _client(ctx)
     k = client.kind(kind)
-    obj = client.get(k.kind, name, profile=profile)
+    obj = client.get(k, name, profile=profile)
     meta, spec, status = obj["metadata"], obj.get("spec", {}), obj.get("status", {})
     rows: list[tuple[str, Any]] = [("Name", meta["name"])]
     if meta.get("namespace"):
         rows.append(("Profile", meta["namespace"]))
+    annotations = meta.get("annotations") or {}
+    source = annotations.get(SOURCE_KIND_ANNOTATION)
+    shown = f"{obj['kind']} ({obj['apiVersion']})"
+    if source:
+        shown += f", applied as {source} ({annotations.get('lumiflow.dev/source-api-version', '')})"
     rows += [
-        ("Kind", f"{obj['kind']} ({obj['apiVersion']})"),
+        ("Kind", shown),
         ("Created", f"{meta.get('creationTimestamp')} ({age(meta.get('creationTimestamp'))} ago)"),
         ("UID", meta.get("uid")),
     ]
+    if spec.get("framework"):
+        rows.append(("Framework", spec["framework"]))
     if meta.get("labels"):
         rows.append(("Labels", ", ".join(f"{a}={b}" for a, b in meta["labels"].items())))
     if meta.get("deletionTimestamp"):
@@ -318,11 +319,11 @@ def delete(ctx: click.Context, kind: str, name: str, profile: str | None, wait: 
     client = _client(ctx)
     k = client.kind(kind)
     if wait:
-        with console.status(f"deleting {k.singular}/{name} ..."):
-            client.delete(k.kind, name, profile=profile, wait=True)
+        with console.status(f"deleting {k.display}/{name} ..."):
+            client.delete(k, name, profile=profile, wait=True)
     else:
-        client.delete(k.kind, name, profile=profile)
-    console.print(f"{k.singular}/{name} deleted")
+        client.delete(k, name, profile=profile)
+    console.print(f"{k.display}/{name} deleted")
 
 
 @click.command()

@@ -479,6 +479,8 @@ class LocalCluster(ClusterBackend):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(info["gpus"])
             if replica.working_dir:
                 cwd = replica.working_dir
+            elif replica.source_dir and os.path.isdir(replica.source_dir):
+                cwd = replica.source_dir
             else:
                 cwd = str(rdir / "workdir")
                 os.makedirs(cwd, exist_ok=True)
