@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -49,7 +50,11 @@ spec:
 
 
 def wait(chrome: Any, condition: Any, timeout: float = 30, message: str = "") -> Any:
-    return WebDriverWait(chrome, timeout, poll_frequency=0.1).until(condition, message)
+    # Live updates replace table rows under our feet: a row read as it is swapped out is
+    # simply read again at the next poll.
+    return WebDriverWait(
+        chrome, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(condition, message)
 
 
 def text_of(chrome: Any, element_id: str) -> str:

@@ -47,7 +47,13 @@ class Identity:
 
 class IdentityProvider(Protocol):
     def authenticate(self, bearer: str) -> Identity:
-        """Returns the caller's identity; raises Unauthorized with the reason. Thread-safe."""
+        """Returns the caller's identity; raises Unauthorized with the reason. Thread-safe.
+        May do I/O (a database read, fetching an issuer's keys)."""
+        ...
+
+    def cached(self, bearer: str) -> Identity | None:
+        """The identity of a token verified recently, if answering needs no I/O at all;
+        None otherwise (then call :meth:`authenticate`). Never raises, never blocks."""
         ...
 
 
@@ -146,6 +152,22 @@ class EmbeddedIdentity:
                 self.refresh()
             except Exception:  # the store is briefly unavailable: keep the last view
                 self._refreshed = time.monotonic()
+
+    def cached(self, bearer: str) -> Identity | None:
+        if time.monotonic() - self._refreshed > self.REFRESH_SECONDS:
+            return None  # the revocation list is due for a reload: that is I/O
+        with self._lock:
+            entry = self._cache.get(bearer)
+            if entry is None:
+                return None
+            identity, expires = entry
+            if (
+                time.time() < expires
+                and identity.token_id not in self._revoked
+                and identity.user in self._users
+            ):
+                return identity
+        return None
 
     def authenticate(self, bearer: str) -> Identity:
         self._maybe_refresh()

@@ -57,6 +57,9 @@ async def current_identity(request: Request) -> Identity:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("the Authorization header must be 'Bearer <token>'")
     platform = platform_of(request)
+    identity = platform.authenticate_cached(token)
+    if identity is not None:
+        return identity
     if platform.oidc is not None:
         # The first token of a key may need the issuer's keys fetched: never on the event loop.
         return await run_in_threadpool(platform.authenticate, token)

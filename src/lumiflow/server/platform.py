@@ -218,6 +218,18 @@ class Platform:
             self.ensure_personal_profile(identity)
         return identity
 
+    def authenticate_cached(self, bearer: str) -> Identity | None:
+        """:meth:`authenticate` for a token seen recently, without any I/O; else None."""
+        identity = self.authenticator.cached(bearer)
+        if identity is None:
+            return None
+        identity = self.access.classify(identity)
+        if identity.has_role:
+            with self._known_lock:
+                if identity.user not in self._known_users:
+                    return None  # the first request creates the personal profile
+        return identity
+
     def personal_profile(self, identity: Identity) -> str:
         return personal_profile_name(identity.user)
 
