@@ -67,6 +67,7 @@ bench: venv
 	$(PY) bench/submit_latency.py
 	$(PY) bench/api_throughput.py
 	$(PY) bench/scheduler_throughput.py
+	$(PY) bench/auth_dashboard.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
