@@ -88,14 +88,14 @@ def test_an_outcome_written_just_before_the_lock_is_probed_is_kept(
     gid = local_factory.gang_id()
     gate = tmp_path / "gate"
     backend.launch(gang(gid, replica("main", gated(gate, then="exit 0"))))
-    real_lock_held = local_backend._lock_held
+    real_lock_held = local_backend.lock_held
 
     def shim_ends_meanwhile(path: Path) -> bool:
         gate.touch()
         wait_until(lambda: (path.parent / "exit.json").exists() and not real_lock_held(path))
         return False
 
-    monkeypatch.setattr(local_backend, "_lock_held", shim_ends_meanwhile)
+    monkeypatch.setattr(local_backend, "lock_held", shim_ends_meanwhile)
     main = backend.status(gid, 1).replicas["main"]
     assert (main.phase, main.exit_code, main.reason) == (ReplicaPhase.SUCCEEDED, 0, "Completed")
 

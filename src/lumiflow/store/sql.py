@@ -1,8 +1,7 @@
 """The store on SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL by configuration.
 
-SQLite notes: write transactions start with ``BEGIN IMMEDIATE`` so that two writers queue
-on the busy timeout instead of failing on a lock upgrade; reads use deferred transactions,
-which WAL lets run beside a writer.
+This module holds resources and events; the engine and transactions are in ``sql_base``,
+users, tokens and sessions in ``sql_accounts``.
 """
 
 from __future__ import annotations
@@ -10,26 +9,20 @@ from __future__ import annotations
 import base64
 import builtins
 import json
-import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import datetime
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from lumiflow.common.errors import AlreadyExists, BadRequest, Conflict, NotFound, StoreUnavailable
+from lumiflow.common.errors import AlreadyExists, BadRequest, Conflict, NotFound
 from lumiflow.common.timeutil import utcnow
 from lumiflow.store import schema
-from lumiflow.store.base import ResourceStore, StatusWrite, Subscriber
-from lumiflow.store.migrate import ensure_schema
-from lumiflow.store.model import Change, Event, ListResult, Session, StoredObject, Token, User
+from lumiflow.store.base import ResourceStore, StatusWrite
+from lumiflow.store.model import Change, Event, ListResult, StoredObject
 from lumiflow.store.selectors import Selector
+from lumiflow.store.sql_accounts import SQLAccounts
+from lumiflow.store.sql_base import make_engine
 
 _R = schema.resources
 _EV = schema.events
@@ -60,47 +53,6 @@ _UPDATE_STATUS_RV = (
 _LAST_EVENT = (
     sa.select(_EV).where(_EV.c.object_uid == sa.bindparam("b_uid")).order_by(_EV.c.id.desc()).limit(1)
 )
-
-
-def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def make_engine(url: str, *, pool_size: int = 8) -> sa.Engine:
-    """An engine configured for lumiflow's access pattern (many short transactions)."""
-    json_args: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
-    if url.startswith("sqlite"):
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=pool_size,
-            max_overflow=pool_size * 2,
-            **json_args,
-        )
-
-        @sa_event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @sa_event.listens_for(engine, "begin")
-        def _on_begin(conn: sa.Connection) -> None:
-            # Writers queue on BEGIN IMMEDIATE. Reads run in autocommit: each statement sees
-            # one consistent WAL snapshot, and an explicit BEGIN would cost a statement.
-            if conn.get_execution_options().get("lumiflow_write", False):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    return sa.create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True, **json_args
-    )
 
 
 def _encode_continue(profile: str, name: str) -> str:
@@ -148,67 +100,8 @@ def _phase_of(status: dict[str, Any]) -> str:
     return phase[:32] if isinstance(phase, str) else ""
 
 
-class SQLStore(ResourceStore):
-    def __init__(self, url: str, *, pool_size: int = 8, create_schema: bool = True) -> None:
-        self.url = url
-        self.engine = make_engine(url, pool_size=pool_size)
-        #: Reads take microseconds (a local SQLite file): callers may run them inline.
-        self.inline_reads = url.startswith("sqlite")
-        self._subscribers: builtins.list[Subscriber] = []
-        self._lock = threading.Lock()
-        try:
-            ensure_schema(self.engine, create_if_empty=create_schema)
-        except OperationalError as exc:
-            raise StoreUnavailable(f"cannot reach the database: {exc.orig}") from exc
-        except Exception:
-            self.engine.dispose()
-            raise
-
-    # --- sessions ----------------------------------------------------------------
-
-    @contextmanager
-    def _write(self) -> Iterator[tuple[sa.Connection, list[Change]]]:
-        """One write transaction; changes are announced after a successful commit only."""
-        changes: builtins.list[Change] = []
-        try:
-            with self.engine.connect().execution_options(lumiflow_write=True) as conn, conn.begin():
-                yield conn, changes
-        except IntegrityError as exc:
-            raise AlreadyExists(f"already exists: {exc.orig}") from exc
-        except OperationalError as exc:
-            raise StoreUnavailable(f"database error: {exc.orig}") from exc
-        except DBAPIError as exc:
-            raise StoreUnavailable(f"database error: {exc.orig}") from exc
-        self._announce(changes)
-
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise StoreUnavailable(f"database error: {exc.orig}") from exc
-        except DBAPIError as exc:
-            raise StoreUnavailable(f"database error: {exc.orig}") from exc
-
-    def _announce(self, changes: builtins.list[Change]) -> None:
-        if not changes:
-            return
-        for change in changes:
-            for callback in list(self._subscribers):
-                try:
-                    callback(change)
-                except Exception:  # pragma: no cover - subscribers must not raise
-                    import logging
-
-                    logging.getLogger(__name__).exception("store subscriber failed")
-
-    def subscribe(self, callback: Subscriber) -> None:
-        with self._lock:
-            self._subscribers.append(callback)
-
-    def close(self) -> None:
-        self.engine.dispose()
+class SQLStore(SQLAccounts, ResourceStore):
+    """Resources and events (users, tokens, sessions: :class:`SQLAccounts`)."""
 
     # --- resources ---------------------------------------------------------------
 
@@ -569,149 +462,9 @@ class SQLStore(ResourceStore):
             for r in reversed(rows)
         ]
 
-    # --- users and tokens ----------------------------------------------------------
-
-    def create_user(self, name: str, groups: builtins.list[str]) -> User:
-        now = utcnow()
-        with self._write() as (conn, _):
-            if conn.execute(sa.select(schema.users.c.name).where(schema.users.c.name == name)).first():
-                raise AlreadyExists(f"user {name!r} already exists", field="name")
-            conn.execute(schema.users.insert().values(name=name, groups=list(groups), created_at=now))
-        return User(name, list(groups), now)
-
-    def update_user(self, name: str, groups: builtins.list[str]) -> User:
-        with self._write() as (conn, _):
-            result = conn.execute(
-                sa.update(schema.users).where(schema.users.c.name == name).values(groups=list(groups))
-            )
-            if result.rowcount != 1:
-                raise NotFound(f"user {name!r} not found")
-        return self.get_user(name)
-
-    def get_user(self, name: str) -> User:
-        with self._read() as conn:
-            row = conn.execute(sa.select(schema.users).where(schema.users.c.name == name)).first()
-        if row is None:
-            raise NotFound(f"user {name!r} not found")
-        return User(row.name, list(row.groups), row.created_at)
-
-    def list_users(self) -> builtins.list[User]:
-        with self._read() as conn:
-            rows = conn.execute(sa.select(schema.users).order_by(schema.users.c.name))
-            return [User(r.name, list(r.groups), r.created_at) for r in rows]
-
-    def delete_user(self, name: str) -> None:
-        now = utcnow()
-        with self._write() as (conn, _):
-            result = conn.execute(sa.delete(schema.users).where(schema.users.c.name == name))
-            if result.rowcount != 1:
-                raise NotFound(f"user {name!r} not found")
-            conn.execute(
-                sa.update(schema.tokens)
-                .where(schema.tokens.c.user_name == name, schema.tokens.c.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
-
-    @staticmethod
-    def _token(row: Any) -> Token:
-        return Token(row.id, row.user_name, row.description, row.issued_at, row.expires_at, row.revoked_at)
-
-    def add_token(
-        self, *, token_id: str, user: str, description: str, issued_at: Any, expires_at: Any
-    ) -> Token:
-        with self._write() as (conn, _):
-            conn.execute(
-                schema.tokens.insert().values(
-                    id=token_id,
-                    user_name=user,
-                    description=description,
-                    issued_at=issued_at,
-                    expires_at=expires_at,
-                    revoked_at=None,
-                )
-            )
-        return Token(token_id, user, description, issued_at, expires_at, None)
-
-    def get_token(self, token_id: str) -> Token:
-        with self._read() as conn:
-            row = conn.execute(sa.select(schema.tokens).where(schema.tokens.c.id == token_id)).first()
-        if row is None:
-            raise NotFound(f"token {token_id!r} not found")
-        return self._token(row)
-
-    def list_tokens(self, *, user: str | None = None) -> builtins.list[Token]:
-        query = sa.select(schema.tokens).order_by(schema.tokens.c.issued_at)
-        if user is not None:
-            query = query.where(schema.tokens.c.user_name == user)
-        with self._read() as conn:
-            return [self._token(r) for r in conn.execute(query)]
-
-    def revoke_token(self, token_id: str) -> Token:
-        now = utcnow()
-        with self._write() as (conn, _):
-            row = conn.execute(sa.select(schema.tokens).where(schema.tokens.c.id == token_id)).first()
-            if row is None:
-                raise NotFound(f"token {token_id!r} not found")
-            if row.revoked_at is None:
-                # Guarded, so that of two concurrent revocations the first one's time stays.
-                conn.execute(
-                    sa.update(schema.tokens)
-                    .where(schema.tokens.c.id == token_id, schema.tokens.c.revoked_at.is_(None))
-                    .values(revoked_at=now)
-                )
-        return self.get_token(token_id)
-
-    def revoked_token_ids(self) -> set[str]:
-        with self._read() as conn:
-            rows = conn.execute(sa.select(schema.tokens.c.id).where(schema.tokens.c.revoked_at.is_not(None)))
-            return {r[0] for r in rows}
-
-    # --- dashboard sessions ----------------------------------------------------------
-
-    @staticmethod
-    def _session(row: Any) -> Session:
-        return Session(row.id, row.user_name, dict(row.data), row.created_at, row.expires_at)
-
-    def create_session(
-        self, session_id: str, *, user: str | None, data: dict[str, Any], expires_at: datetime
-    ) -> Session:
-        now = utcnow()
-        with self._write() as (conn, _):
-            conn.execute(
-                schema.sessions.insert().values(
-                    id=session_id, user_name=user, data=data, created_at=now, expires_at=expires_at
-                )
-            )
-        return Session(session_id, user, dict(data), now, expires_at)
-
-    def get_session(self, session_id: str) -> Session:
-        with self._read() as conn:
-            row = conn.execute(sa.select(schema.sessions).where(schema.sessions.c.id == session_id)).first()
-        if row is None:
-            raise NotFound("session not found")
-        return self._session(row)
-
-    def update_session(self, session_id: str, *, data: dict[str, Any], user: str | None = None) -> Session:
-        values: dict[str, Any] = {"data": data}
-        if user is not None:
-            values["user_name"] = user
-        with self._write() as (conn, _):
-            result = conn.execute(
-                sa.update(schema.sessions).where(schema.sessions.c.id == session_id).values(**values)
-            )
-            if result.rowcount != 1:
-                raise NotFound("session not found")
-        return self.get_session(session_id)
-
-    def delete_session(self, session_id: str) -> None:
-        with self._write() as (conn, _):
-            conn.execute(sa.delete(schema.sessions).where(schema.sessions.c.id == session_id))
-
-    def delete_expired_sessions(self, now: datetime) -> int:
-        with self._write() as (conn, _):
-            result = conn.execute(sa.delete(schema.sessions).where(schema.sessions.c.expires_at < now))
-            return int(result.rowcount or 0)
-
 
 def open_store(url: str, *, pool_size: int = 8, create_schema: bool = True) -> SQLStore:
     return SQLStore(url, pool_size=pool_size, create_schema=create_schema)
+
+
+__all__ = ["SQLStore", "make_engine", "open_store"]

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import json
 import logging
 import marshal
 import os
@@ -29,7 +27,6 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +42,22 @@ from lumiflow.clusters.base import (
     ReplicaStatus,
     resolve_placeholders,
 )
+from lumiflow.clusters.local.files import (
+    lock_held,
+    read_json,
+    start_settled,
+    started_before,
+    take_start_lock,
+    ts,
+    write_bytes,
+    write_json,
+)
+from lumiflow.clusters.local.supervise import SHIM, ForkServer, Watcher
 from lumiflow.common.errors import ClusterError, NotFound, ValidationFailed
 from lumiflow.common.quantity import QuantityError, Resources, parse_count, parse_cpu, parse_memory
 
 log = logging.getLogger(__name__)
 
-SHIM = Path(__file__).with_name("shim.py")
 
 #: Variables of the server's environment a replica inherits (a container would get none).
 DEFAULT_INHERITED_ENV = (
@@ -79,89 +86,6 @@ DEFAULT_INHERITED_ENV = (
 )
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path) as fh:
-            value = json.load(fh)
-        return value if isinstance(value, dict) else None
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Atomic (rename), not fsynced: these files must outlive the server, not the machine.
-    A temporary name of its own per writer: threads may write the same file at once."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    _write_bytes(path, json.dumps(value).encode())
-
-
-def _ts(value: Any) -> datetime | None:
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    return None
-
-
-def _lock_held(path: Path) -> bool:
-    """True while a shim holds ``path`` locked (it is alive)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
-
-
-def _started_before(rdir: Path) -> bool:
-    """A shim was started for this replica (it writes ``shim.json`` first), or it was stopped
-    before it started."""
-    return any((rdir / name).exists() for name in ("shim.json", "child.json", "exit.json"))
-
-
-def _start_settled(rdir: Path) -> bool:
-    """The replica's command runs or ended, or nobody is starting it."""
-    return (rdir / "child.json").exists() or (rdir / "exit.json").exists() or not _lock_held(rdir / "lock")
-
-
-def _take_start_lock(lock_fd: int, rdir: Path) -> bool:
-    """Takes a replica's lock to start its shim; False when a shim (or another launcher) has it.
-
-    ``_lock_held`` (``status``) takes the lock for an instant to probe it, so one failed try
-    does not mean that a shim holds it: try again until a shim shows itself or a deadline.
-    """
-    deadline = time.monotonic() + 2
-    while True:
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if _started_before(rdir) or time.monotonic() > deadline:
-                return False
-            time.sleep(0.002)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _detect_gpus() -> list[str]:
     exe = shutil.which("nvidia-smi")
     if not exe:
@@ -182,126 +106,6 @@ def _total_memory() -> int:
     except OSError:
         pass
     return 8 * 2**30
-
-
-class _Watcher(threading.Thread):
-    """Polls pidfds of live shims; calls back with the gang id when one exits."""
-
-    def __init__(self, on_exit: Notify) -> None:
-        super().__init__(name="lumiflow-local-watcher", daemon=True)
-        self._on_exit = on_exit
-        self._poll = select.poll()
-        self._fds: dict[int, tuple[str, subprocess.Popen[bytes] | None]] = {}
-        self._lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._poll.register(self._wake_r, select.POLLIN)
-        self._closed = False
-
-    def watch(self, pid: int, gang_id: str, popen: subprocess.Popen[bytes] | None = None) -> bool:
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:
-            return False
-        with self._lock:
-            self._fds[fd] = (gang_id, popen)
-            self._poll.register(fd, select.POLLIN)
-        os.write(self._wake_w, b"x")
-        return True
-
-    def run(self) -> None:
-        while not self._closed:
-            try:
-                events = self._poll.poll(1000)
-            except InterruptedError:
-                continue
-            for fd, _mask in events:
-                if fd == self._wake_r:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(self._wake_r, 4096)
-                    continue
-                with self._lock:
-                    entry = self._fds.pop(fd, None)
-                    with contextlib.suppress(KeyError, ValueError):
-                        self._poll.unregister(fd)
-                os.close(fd)
-                if entry is None:
-                    continue
-                gang_id, popen = entry
-                if popen is not None:
-                    with contextlib.suppress(Exception):
-                        popen.wait(timeout=1)
-                try:
-                    self._on_exit(gang_id)
-                except Exception:  # pragma: no cover - callbacks must not raise
-                    log.exception("notify failed")
-
-    def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
-
-
-class _ForkServer:
-    """Starts shims by asking a small fork server (``shim.py --serve``) to fork one.
-
-    Forking that single-threaded, already-initialised process costs about a millisecond;
-    starting an interpreter for each shim costs 15-20 ms on this kind of machine, on the
-    critical path of every job. If the fork server cannot be started or dies, ``spawn``
-    raises OSError and the caller starts the shim as a process of its own instead.
-    """
-
-    def __init__(self, python: str) -> None:
-        self.python = python
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def _start(self) -> socket.socket:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self._proc = subprocess.Popen(
-                [self.python, "-S", "-I", str(SHIM), "--serve", str(theirs.fileno())],
-                stdin=subprocess.DEVNULL,
-                pass_fds=(theirs.fileno(),),
-                close_fds=True,
-            )
-        except OSError:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self._sock = ours
-        return ours
-
-    def spawn(self, replica_dir: Path, lock_fd: int, start_fd: int) -> int:
-        """Forks a shim for ``replica_dir``; returns its pid. Raises OSError."""
-        with self._lock:
-            sock = self._sock or self._start()
-            try:
-                socket.send_fds(sock, [str(replica_dir).encode()], [lock_fd, start_fd])
-                answer = b""
-                while not answer.endswith(b"\n"):
-                    part = sock.recv(64)
-                    if not part:
-                        raise OSError("the fork server closed its socket")
-                    answer += part
-                pid = int(answer)
-            except (OSError, ValueError):
-                self.close()
-                raise OSError("the shim fork server failed") from None
-            if pid <= 0:
-                raise OSError("the shim fork server refused the request")
-            return pid
-
-    def close(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
-            self._sock = None
-        if self._proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-                self._proc.wait(timeout=5)
-            self._proc = None
 
 
 class LocalCluster(ClusterBackend):
@@ -325,10 +129,10 @@ class LocalCluster(ClusterBackend):
         self._lock = threading.RLock()
         self._gpu_owner: dict[str, str] = {}  # device id -> "gang/attempt/replica"
         self._ports_taken: set[int] = set()
-        self._watcher = _Watcher(self.notify)
+        self._watcher = Watcher(self.notify)
         self._watcher.start()
         use_fork_server = bool(self.options.get("fork_server", True))
-        self._forkserver: _ForkServer | None = _ForkServer(self.python) if use_fork_server else None
+        self._forkserver: ForkServer | None = ForkServer(self.python) if use_fork_server else None
 
     # --- capacity --------------------------------------------------------------------
 
@@ -386,7 +190,7 @@ class LocalCluster(ClusterBackend):
         # One lock around read-decide-write: two launches of one gang (a retry while the first
         # call still runs) must agree on one plan.
         with self._lock:
-            existing = _read_json(plan_path)
+            existing = read_json(plan_path)
             if existing is not None:
                 return existing
             replicas: dict[str, Any] = {}
@@ -412,7 +216,7 @@ class LocalCluster(ClusterBackend):
                 "replicas": replicas,
             }
             attempt_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(plan_path, plan)
+            write_json(plan_path, plan)
             return plan
 
     def _base_env(self) -> dict[str, str]:
@@ -470,7 +274,7 @@ class LocalCluster(ClusterBackend):
         for replica in spec.replicas:
             rdir = attempt_dir / replica.name
             rdir.mkdir(exist_ok=True)
-            if _started_before(rdir):
+            if started_before(rdir):
                 continue  # this call is a retry after a crash or a timeout
             info = plan["replicas"][replica.name]
             env = dict(base_env)
@@ -487,7 +291,7 @@ class LocalCluster(ClusterBackend):
             argv = [resolve_placeholders(a, addresses) for a in replica.argv]
             lock_fd = os.open(rdir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                if not _take_start_lock(lock_fd, rdir) or _started_before(rdir):
+                if not take_start_lock(lock_fd, rdir) or started_before(rdir):
                     continue  # another launcher got here first
                 launch = {
                     "argv": argv,
@@ -498,8 +302,8 @@ class LocalCluster(ClusterBackend):
                     "ports": info["ports"],
                     "host": info["host"],
                 }
-                _write_json(rdir / "launch.json", launch)  # for people and for stop()
-                _write_bytes(rdir / "launch.bin", marshal.dumps(launch))  # for the shim: no json import
+                write_json(rdir / "launch.json", launch)  # for people and for stop()
+                write_bytes(rdir / "launch.bin", marshal.dumps(launch))  # for the shim: no json import
                 start_r, start_w = os.pipe()
                 try:
                     pid, popen = self._start_shim(rdir, lock_fd, start_w)
@@ -537,7 +341,7 @@ class LocalCluster(ClusterBackend):
         mine = {name for name, _ in started}
         for replica in spec.replicas:
             rdir = attempt_dir / replica.name
-            while replica.name not in mine and not _start_settled(rdir) and time.monotonic() < deadline:
+            while replica.name not in mine and not start_settled(rdir) and time.monotonic() < deadline:
                 time.sleep(0.005)
         if errors:
             log.warning("launch of %s/%s: %s", spec.gang_id, spec.attempt, "; ".join(errors))
@@ -550,8 +354,8 @@ class LocalCluster(ClusterBackend):
         host = plan_info.get("host")
         ports = dict(plan_info.get("ports", {}))
         gpus = list(plan_info.get("gpus", []))
-        exit_info = _read_json(rdir / "exit.json")
-        child = _read_json(rdir / "child.json")
+        exit_info = read_json(rdir / "exit.json")
+        child = read_json(rdir / "child.json")
         if exit_info is not None:
             code = int(exit_info.get("exitCode", 1))
             return ReplicaStatus(
@@ -562,19 +366,19 @@ class LocalCluster(ClusterBackend):
                 message=exit_info.get("message"),
                 host=host,
                 ports=ports,
-                started_at=_ts(exit_info.get("startedAt")),
-                finished_at=_ts(exit_info.get("finishedAt")),
+                started_at=ts(exit_info.get("startedAt")),
+                finished_at=ts(exit_info.get("finishedAt")),
                 pid=(child or {}).get("pid"),
                 gpus=gpus,
             )
-        alive = _lock_held(rdir / "lock")
+        alive = lock_held(rdir / "lock")
         if alive:
             return ReplicaStatus(
                 name=name,
                 phase=ReplicaPhase.RUNNING if child else ReplicaPhase.PENDING,
                 host=host,
                 ports=ports,
-                started_at=_ts((child or {}).get("startedAt")),
+                started_at=ts((child or {}).get("startedAt")),
                 pid=(child or {}).get("pid"),
                 gpus=gpus,
             )
@@ -596,7 +400,7 @@ class LocalCluster(ClusterBackend):
                 "finishedAt": time.time(),
             }
             with contextlib.suppress(OSError):
-                _write_json(rdir / "exit.json", outcome)
+                write_json(rdir / "exit.json", outcome)
             return self._replica_status(rdir, plan_info)
         if (rdir / "stop").exists():
             outcome = {
@@ -606,13 +410,13 @@ class LocalCluster(ClusterBackend):
                 "finishedAt": time.time(),
             }
             with contextlib.suppress(OSError):
-                _write_json(rdir / "exit.json", outcome)
+                write_json(rdir / "exit.json", outcome)
             return self._replica_status(rdir, plan_info)
         return ReplicaStatus(name=name, phase=ReplicaPhase.PENDING, host=host, ports=ports, gpus=gpus)
 
     def status(self, gang_id: str, attempt: int) -> GangStatus:
         attempt_dir = self._attempt_dir(gang_id, attempt)
-        plan = _read_json(attempt_dir / "gang.json")
+        plan = read_json(attempt_dir / "gang.json")
         if plan is None:
             return GangStatus(replicas={})
         replicas: dict[str, ReplicaStatus] = {}
@@ -646,20 +450,20 @@ class LocalCluster(ClusterBackend):
             if (rdir / "exit.json").exists():
                 continue
             marker = rdir / "stop"
-            launch = _read_json(rdir / "launch.json") or {}
+            launch = read_json(rdir / "launch.json") or {}
             grace = float(grace_seconds if grace_seconds is not None else launch.get("grace", 30.0))
             # The marker tells the shim when to SIGKILL (see shim.py); a later stop may only
             # bring that time forward, and then signals the shim again.
             now = time.time()
-            asked = _read_json(marker) or {}
+            asked = read_json(marker) or {}
             earlier = float(asked.get("killAt", float("inf")))
             kill_at = min(now + grace, earlier)
             signal_shim = kill_at < earlier
             if signal_shim:
-                _write_json(marker, {"requestedAt": asked.get("requestedAt", now), "killAt": kill_at})
-            shim = _read_json(rdir / "shim.json")
-            child = _read_json(rdir / "child.json")
-            alive = _lock_held(rdir / "lock")
+                write_json(marker, {"requestedAt": asked.get("requestedAt", now), "killAt": kill_at})
+            shim = read_json(rdir / "shim.json")
+            child = read_json(rdir / "child.json")
+            alive = lock_held(rdir / "lock")
             if alive and shim:
                 if signal_shim:
                     with contextlib.suppress(ProcessLookupError):
@@ -690,7 +494,7 @@ class LocalCluster(ClusterBackend):
                 data = fh.read(max_bytes)
                 size = os.fstat(fh.fileno()).st_size
         except FileNotFoundError:
-            plan = _read_json(self._attempt_dir(gang_id, attempt) / "gang.json") or {}
+            plan = read_json(self._attempt_dir(gang_id, attempt) / "gang.json") or {}
             if replica in plan.get("replicas", {}):  # planned, not started yet
                 return LogChunk(b"", offset, terminal)
             raise NotFound(f"no log for replica {replica} (attempt {attempt})") from None
@@ -701,7 +505,7 @@ class LocalCluster(ClusterBackend):
 
     def reattach(self, gang_id: str, attempt: int) -> GangStatus:
         attempt_dir = self._attempt_dir(gang_id, attempt)
-        plan = _read_json(attempt_dir / "gang.json")
+        plan = read_json(attempt_dir / "gang.json")
         if plan is None:
             return GangStatus(replicas={})
         with self._lock:
@@ -713,8 +517,8 @@ class LocalCluster(ClusterBackend):
                 for g in info.get("gpus", []):
                     self._gpu_owner[g] = owner
                 self._ports_taken.update(info.get("ports", {}).values())
-                shim = _read_json(rdir / "shim.json")
-                if shim and self._watcher.watch(int(shim["pid"]), gang_id) and not _lock_held(rdir / "lock"):
+                shim = read_json(rdir / "shim.json")
+                if shim and self._watcher.watch(int(shim["pid"]), gang_id) and not lock_held(rdir / "lock"):
                     self.notify(gang_id)  # it ended between the checks
         return self.status(gang_id, attempt)
 

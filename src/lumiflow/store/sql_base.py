@@ -1,0 +1,133 @@
+"""The SQL store's foundation: the engine, one helper for every transaction, notifications.
+
+SQLite notes: write transactions start with ``BEGIN IMMEDIATE`` so that two writers queue
+on the busy timeout instead of failing on a lock upgrade; reads run in autocommit, one
+consistent WAL snapshot per statement, beside a writer. Driver errors never leave this
+module: they become AlreadyExists or StoreUnavailable.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from lumiflow.common.errors import AlreadyExists, StoreUnavailable
+from lumiflow.store.base import Subscriber
+from lumiflow.store.migrate import ensure_schema
+from lumiflow.store.model import Change
+
+log = logging.getLogger(__name__)
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def make_engine(url: str, *, pool_size: int = 8) -> sa.Engine:
+    """An engine configured for lumiflow's access pattern (many short transactions)."""
+    json_args: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+    if url.startswith("sqlite"):
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+            **json_args,
+        )
+
+        @sa_event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa_event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            # Writers queue on BEGIN IMMEDIATE. Reads run in autocommit: each statement sees
+            # one consistent WAL snapshot, and an explicit BEGIN would cost a statement.
+            if conn.get_execution_options().get("lumiflow_write", False):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True, **json_args
+    )
+
+
+class SQLBase:
+    """Engine, transactions and change notifications, shared by the store's parts."""
+
+    def __init__(self, url: str, *, pool_size: int = 8, create_schema: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size)
+        #: Reads take microseconds (a local SQLite file): callers may run them inline.
+        self.inline_reads = url.startswith("sqlite")
+        self._subscribers: builtins.list[Subscriber] = []
+        self._lock = threading.Lock()
+        try:
+            ensure_schema(self.engine, create_if_empty=create_schema)
+        except OperationalError as exc:
+            raise StoreUnavailable(f"cannot reach the database: {exc.orig}") from exc
+        except Exception:
+            self.engine.dispose()
+            raise
+
+    # --- sessions ----------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[tuple[sa.Connection, list[Change]]]:
+        """One write transaction; changes are announced after a successful commit only."""
+        changes: builtins.list[Change] = []
+        try:
+            with self.engine.connect().execution_options(lumiflow_write=True) as conn, conn.begin():
+                yield conn, changes
+        except IntegrityError as exc:
+            raise AlreadyExists(f"already exists: {exc.orig}") from exc
+        except OperationalError as exc:
+            raise StoreUnavailable(f"database error: {exc.orig}") from exc
+        except DBAPIError as exc:
+            raise StoreUnavailable(f"database error: {exc.orig}") from exc
+        self._announce(changes)
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreUnavailable(f"database error: {exc.orig}") from exc
+        except DBAPIError as exc:
+            raise StoreUnavailable(f"database error: {exc.orig}") from exc
+
+    def _announce(self, changes: builtins.list[Change]) -> None:
+        if not changes:
+            return
+        for change in changes:
+            for callback in list(self._subscribers):
+                try:
+                    callback(change)
+                except Exception:  # pragma: no cover - subscribers must not raise
+                    log.exception("store subscriber failed")
+
+    def subscribe(self, callback: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.append(callback)
+
+    def close(self) -> None:
+        self.engine.dispose()
