@@ -203,6 +203,44 @@ def test_a_training_job_that_names_the_ray_cluster_runs_there(
             assert f"{name} ran" in logs(api, "on-ray", replica=name)
 
 
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_the_3dgan_pytorchjob_runs_one_rank_per_node_with_identical_parameters(
+    ray_cluster: RayTestCluster, api_factory: Any
+) -> None:
+    """The example's Kubeflow PyTorchJob, unchanged but for the cluster it names, on Ray."""
+    pytest.importorskip("torch")
+    import copy
+
+    from lumiflow.common.documents import read_manifests
+
+    ((_, doc),) = read_manifests(str(ROOT / "examples" / "3dgan" / "pytorchjob.yaml"))
+    doc = copy.deepcopy(doc)
+    doc["spec"]["cluster"] = "ray-lab"
+    for spec in doc["spec"]["pytorchReplicaSpecs"].values():
+        container = spec["template"]["spec"]["containers"][0]
+        # This namespace's only interface is lo: tell gloo (a Kubernetes pod has eth0).
+        container["env"] = [{"name": "GLOO_SOCKET_IFNAME", "value": "lo"}]
+    clusters = [
+        {"name": "local", "type": "local", "home": True},
+        {"name": "ray-lab", "type": "ray", "options": ray_cluster.options(ray_cluster.total)},
+    ]
+    with api_factory(clusters=clusters) as api:
+        r = api.request("POST", "/api/v1/apply", json=doc)
+        assert r.status_code == 201, r.text
+        job = wait_job(api, "calo3dgan-pytorch", timeout=240)
+        assert job["status"]["phase"] == "Succeeded", job["status"]
+        workload = api.request("GET", "/api/v1/profiles/admin/workloads/calo3dgan-pytorch").json()
+        hosts = {r["name"]: r["host"] for r in workload["status"]["replicas"]}
+        assert set(hosts.values()) == {"127.0.0.2", "127.0.0.3"}, hosts  # one rank per node
+        sums = set()
+        for replica in hosts:
+            text = logs(api, "calo3dgan-pytorch", replica=replica)
+            line = next(x for x in text.splitlines() if "parameter checksum sha256" in x)
+            sums.add(line.rsplit(" ", 1)[1])
+        assert len(sums) == 1, sums
+
+
 ALL_REDUCE = textwrap.dedent(
     """
     import os, socket, torch, torch.distributed as dist
