@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _harness import LumiServer, console, emit_json, machine, rounded, summary, suspended_job, table  # noqa: E402
-
 from tests.oidc.issuer import Issuer, node_available, oidc_auth  # noqa: E402
+
+from _harness import LumiServer, console, emit_json, machine, rounded, summary, suspended_job, table  # noqa: E402
 
 
 def wrk_get(url: str, token: str, *, seconds: float, connections: int) -> dict[str, float]:
@@ -51,7 +51,15 @@ def _run_wrk(url: str, token: str, *, seconds: float, connections: int) -> str:
     import subprocess
 
     result = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-H", f"Authorization: Bearer {token}", url],
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "-H",
+            f"Authorization: Bearer {token}",
+            url,
+        ],
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -65,7 +73,9 @@ def validation_costs(issuer: Issuer, tmp: Path, repeats: int) -> dict[str, Any]:
     from lumiflow.common.settings import Settings
     from lumiflow.server.platform import Platform
 
-    settings = Settings.load(home=tmp / "inproc", overrides={"auth": {**oidc_auth(issuer), "embedded_tokens": True}})
+    settings = Settings.load(
+        home=tmp / "inproc", overrides={"auth": {**oidc_auth(issuer), "embedded_tokens": True}}
+    )
     platform = Platform(settings)
     try:
         embedded = platform.bootstrap_admin()
@@ -123,7 +133,9 @@ def dashboard_session(base: str, token: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of wrk per phase")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--jobs", type=int, default=1000, help="jobs in the profile for the dashboard page")
@@ -141,12 +153,20 @@ def main() -> None:
     issuer.start()
     try:
         costs = validation_costs(issuer, tmp, args.validation_repeats)
-        config = yaml.safe_dump({
-            "auth": {**oidc_auth(issuer), "embedded_tokens": True},
-            "clusters": [{"name": "local", "type": "local", "home": True,
-                          "options": {"capacity": {"cpu": 64, "memory": "256Gi"}}}],
-            "profiles": {"default_quota": {"cpu": "1000", "memory": "4Ti", "workloads": "5000"}},
-        })
+        config = yaml.safe_dump(
+            {
+                "auth": {**oidc_auth(issuer), "embedded_tokens": True},
+                "clusters": [
+                    {
+                        "name": "local",
+                        "type": "local",
+                        "home": True,
+                        "options": {"capacity": {"cpu": 64, "memory": "256Gi"}},
+                    }
+                ],
+                "profiles": {"default_quota": {"cpu": "1000", "memory": "4Ti", "workloads": "5000"}},
+            }
+        )
         with LumiServer(config=config) as server:
             robot = issuer.robot_token()
             robot_headers = {"Authorization": f"Bearer {robot}"}
@@ -164,7 +184,9 @@ def main() -> None:
             for order in (("embedded", "oidc"), ("oidc", "embedded")):
                 for label in order:
                     url, token = (oidc_url, robot) if label == "oidc" else (embedded_url, server.token)
-                    gets[label].append(wrk_get(url, token, seconds=args.duration / 2, connections=args.connections))
+                    gets[label].append(
+                        wrk_get(url, token, seconds=args.duration / 2, connections=args.connections)
+                    )
             get_rps = {k: sum(r["rps"] for r in v) / len(v) for k, v in gets.items()}
             errors = {k: sum(r["errors"] for r in v) for k, v in gets.items()}
 
@@ -178,38 +200,82 @@ def main() -> None:
                 with concurrent.futures.ThreadPoolExecutor(8) as pool:
                     list(pool.map(create, range(args.jobs)))
             cookies = dashboard_session(server.url, server.token)
-            page = ttfb(f"{server.url}/ui/jobs?profile=admin", headers={"Cookie": cookies}, repeats=args.ttfb_repeats)
-            api_page = ttfb(f"{server.url}/api/v1/profiles/admin/trainingjobs?limit=50", headers=server.headers(),
-                            repeats=args.ttfb_repeats)
+            page = ttfb(
+                f"{server.url}/ui/jobs?profile=admin", headers={"Cookie": cookies}, repeats=args.ttfb_repeats
+            )
+            api_page = ttfb(
+                f"{server.url}/api/v1/profiles/admin/trainingjobs?limit=50",
+                headers=server.headers(),
+                repeats=args.ttfb_repeats,
+            )
     finally:
         issuer.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    console.print(table("token validation per request (in-process, keys cached)", ["token", "cached µs", "fresh µs"], [
-        ["embedded (ES256, lumiflow)", f"{costs['embedded_cached_us']:.1f}", f"{costs['embedded_fresh_us']:.0f}"],
-        ["OIDC (ES256, oidc-provider)", f"{costs['oidc_cached_us']:.1f}", f"{costs['oidc_fresh_us']:.0f}"],
-    ]))
-    console.print(table(f"GET one job, wrk {args.connections} connections", ["token", "GET/s", "non-2xx"], [
-        ["embedded", f"{get_rps['embedded']:.0f}", f"{errors['embedded']:.0f}"],
-        ["OIDC", f"{get_rps['oidc']:.0f}", f"{errors['oidc']:.0f}"],
-    ]))
-    console.print(table(f"time to first byte, profile with {args.jobs} jobs", ["page", "p50 ms", "p90 ms", "p99 ms"], [
-        ["dashboard /ui/jobs (HTML, first page)", f"{page['p50']:.1f}", f"{page['p90']:.1f}", f"{page['p99']:.1f}"],
-        ["API trainingjobs?limit=50 (JSON, peer)", f"{api_page['p50']:.1f}", f"{api_page['p90']:.1f}",
-         f"{api_page['p99']:.1f}"],
-    ]))
-    emit_json(rounded({
-        "benchmark": "auth_dashboard",
-        "validation_us": costs,
-        "get_rps": get_rps,
-        "get_errors": errors,
-        "ratio_get_oidc_to_embedded": get_rps["oidc"] / get_rps["embedded"],
-        "jobs_in_profile": args.jobs,
-        "dashboard_jobs_ttfb_ms": page,
-        "api_jobs_page_ttfb_ms": api_page,
-        "ratio_ttfb_dashboard_to_api": page["p50"] / api_page["p50"],
-        "machine": machine(),
-    }))
+    console.print(
+        table(
+            "token validation per request (in-process, keys cached)",
+            ["token", "cached µs", "fresh µs"],
+            [
+                [
+                    "embedded (ES256, lumiflow)",
+                    f"{costs['embedded_cached_us']:.1f}",
+                    f"{costs['embedded_fresh_us']:.0f}",
+                ],
+                [
+                    "OIDC (ES256, oidc-provider)",
+                    f"{costs['oidc_cached_us']:.1f}",
+                    f"{costs['oidc_fresh_us']:.0f}",
+                ],
+            ],
+        )
+    )
+    console.print(
+        table(
+            f"GET one job, wrk {args.connections} connections",
+            ["token", "GET/s", "non-2xx"],
+            [
+                ["embedded", f"{get_rps['embedded']:.0f}", f"{errors['embedded']:.0f}"],
+                ["OIDC", f"{get_rps['oidc']:.0f}", f"{errors['oidc']:.0f}"],
+            ],
+        )
+    )
+    console.print(
+        table(
+            f"time to first byte, profile with {args.jobs} jobs",
+            ["page", "p50 ms", "p90 ms", "p99 ms"],
+            [
+                [
+                    "dashboard /ui/jobs (HTML, first page)",
+                    f"{page['p50']:.1f}",
+                    f"{page['p90']:.1f}",
+                    f"{page['p99']:.1f}",
+                ],
+                [
+                    "API trainingjobs?limit=50 (JSON, peer)",
+                    f"{api_page['p50']:.1f}",
+                    f"{api_page['p90']:.1f}",
+                    f"{api_page['p99']:.1f}",
+                ],
+            ],
+        )
+    )
+    emit_json(
+        rounded(
+            {
+                "benchmark": "auth_dashboard",
+                "validation_us": costs,
+                "get_rps": get_rps,
+                "get_errors": errors,
+                "ratio_get_oidc_to_embedded": get_rps["oidc"] / get_rps["embedded"],
+                "jobs_in_profile": args.jobs,
+                "dashboard_jobs_ttfb_ms": page,
+                "api_jobs_page_ttfb_ms": api_page,
+                "ratio_ttfb_dashboard_to_api": page["p50"] / api_page["p50"],
+                "machine": machine(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 EXAMPLE = ROOT / "examples" / "3dgan"
 CHECKSUM = re.compile(r"(?:rank|worker) (\d+) parameter checksum sha256 ([0-9a-f]+)")
-TWO_CPUS = [{"name": "local", "type": "local", "home": True,
-             "options": {"capacity": {"cpu": 4, "memory": "16Gi"}}}]
+TWO_CPUS = [
+    {"name": "local", "type": "local", "home": True, "options": {"capacity": {"cpu": 4, "memory": "16Gi"}}}
+]
 
 
 def manifest(name: str, **changes: Any) -> dict[str, Any]:
@@ -91,8 +92,12 @@ def _checkpoint_dir(api: Any, job: str) -> Path:
 
 def _kill_worker_after_a_checkpoint(api: Any, job: str) -> None:
     checkpoints = _checkpoint_dir(api, job)
-    wait_until(lambda: checkpoints.is_dir() and any(checkpoints.iterdir()), timeout=200, interval=0.1,
-               message="the first checkpoint")
+    wait_until(
+        lambda: checkpoints.is_dir() and any(checkpoints.iterdir()),
+        timeout=200,
+        interval=0.1,
+        message="the first checkpoint",
+    )
     pid = wait_until(lambda: _pid_of(api, job, "worker-0"), timeout=30, message="worker-0 running")
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(pid), timeout=10, message="worker-0 to die")
@@ -104,8 +109,12 @@ def test_a_killed_worker_restarts_the_gang_which_resumes_from_its_checkpoint(
 ) -> None:
     doc = manifest("pytorchjob.yaml")
     doc["metadata"]["name"] = name = f"calo-kill-{policy.lower()}"
-    set_args(doc, "pytorchReplicaSpecs", ["--grid", "small", "--epochs", "4", "--steps-per-epoch", "2",
-                                          "--batch-size", "4", "--events", "64"], restart=policy)
+    set_args(
+        doc,
+        "pytorchReplicaSpecs",
+        ["--grid", "small", "--epochs", "4", "--steps-per-epoch", "2", "--batch-size", "4", "--events", "64"],
+        restart=policy,
+    )
     with api_factory(clusters=TWO_CPUS) as api:
         apply(api, doc)
         _kill_worker_after_a_checkpoint(api, name)
@@ -134,14 +143,26 @@ def test_exit_code_policy_fails_at_once_on_the_programs_own_error(api_factory: A
 def test_backoff_limit_one_with_two_kills_fails_the_job(api_factory: Any) -> None:
     doc = manifest("pytorchjob.yaml", runPolicy={"backoffLimit": 1})
     doc["metadata"]["name"] = name = "calo-two-kills"
-    set_args(doc, "pytorchReplicaSpecs", ["--grid", "small", "--epochs", "6", "--steps-per-epoch", "2",
-                                          "--batch-size", "4", "--events", "64"], restart="OnFailure")
+    set_args(
+        doc,
+        "pytorchReplicaSpecs",
+        ["--grid", "small", "--epochs", "6", "--steps-per-epoch", "2", "--batch-size", "4", "--events", "64"],
+        restart="OnFailure",
+    )
     with api_factory(clusters=TWO_CPUS) as api:
         apply(api, doc)
         _kill_worker_after_a_checkpoint(api, name)
-        wait_until(lambda: api.request("GET", f"/api/v1/profiles/admin/trainingjobs/{name}").json()["status"]
-                   .get("restartCount") == 1 and _pid_of(api, name, "worker-0"), timeout=120,
-                   message="the gang to run again")
+        wait_until(
+            lambda: (
+                api.request("GET", f"/api/v1/profiles/admin/trainingjobs/{name}")
+                .json()["status"]
+                .get("restartCount")
+                == 1
+                and _pid_of(api, name, "worker-0")
+            ),
+            timeout=120,
+            message="the gang to run again",
+        )
         pid = _pid_of(api, name, "worker-0")
         os.kill(pid, signal.SIGKILL)
         job = wait_phase(api, name, "Failed", timeout=120)
