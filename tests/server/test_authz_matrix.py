@@ -168,6 +168,62 @@ def _revoke_own_or_admin(world: World, path: str) -> tuple[str, str, dict[str, A
     return "DELETE", fill(path, token_id=issued["tokenInfo"]["id"]), {}
 
 
+def experiment_doc(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": name, "namespace": PROFILE},
+        "spec": {
+            "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+            "algorithm": {"algorithmName": "random"},
+            "parallelTrialCount": 1,
+            "maxTrialCount": 1,
+            "parameters": [{"name": "x", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}}],
+            "trialTemplate": {
+                "trialParameters": [{"name": "x", "reference": "x"}],
+                "trialSpec": job_manifest("t", "print('loss=${trialParameters.x}')"),
+            },
+        },
+    }
+
+
+def existing_experiment(world: World) -> str:
+    name = world.fresh("e")
+    world.as_admin("POST", "/api/v1/apply", json=experiment_doc(name))
+    return name
+
+
+def existing_trial(world: World) -> str:
+    """A trial whose job has run (so that it has a log and metrics)."""
+    from tests.helpers import wait_until
+
+    trial = f"{existing_experiment(world)}-0000"
+    wait_until(
+        lambda: world.api.request("GET", f"/api/v1/profiles/{PROFILE}/workloads/{trial}").status_code == 200,
+        timeout=20,
+        message="the trial's workload to exist",
+    )
+    return trial
+
+
+def _named(method: str, make: Callable[[World], str]) -> Call:
+    return lambda world, path: (method, fill(path, profile=PROFILE, name=make(world)), {})
+
+
+def _create_experiment(world: World, path: str) -> tuple[str, str, dict[str, Any]]:
+    return "POST", fill(path, profile=PROFILE), {"json": experiment_doc(world.fresh("ce"))}
+
+
+def _put_experiment(world: World, path: str) -> tuple[str, str, dict[str, Any]]:
+    name = existing_experiment(world)
+    doc = experiment_doc(name)
+    doc["spec"]["maxTrialCount"] = 2
+    return "PUT", fill(path, profile=PROFILE, name=name), {"json": doc}
+
+
+#: A job's replicas push metrics with their own credential; no user token is one.
+REPORT_ONLY = dict.fromkeys(ROLES, 401)
+
 OTHERS_TOKEN = {"anonymous": 401, "other": 404, "viewer": 404, "editor": 404, "owner": 404, "admin": "ok"}
 
 #: (method, route template) -> (how to call it, expected status by role)
@@ -199,12 +255,16 @@ RULES: dict[tuple[str, str], tuple[Call, dict[str, Any]]] = {
     ("PUT", "/api/v1/profiles/{name}"): (_profile_put, PROFILE_OWNER),
     ("DELETE", "/api/v1/profiles/{name}"): (_profile_delete, PROFILE_ADMIN),
     ("GET", "/api/v1/profiles/{name}/events"): (_profile_get, PROFILE_READ),
+    ("POST", "/api/v1/report"): (
+        lambda w, p: ("POST", p, {"json": {"metrics": [{"name": "loss", "value": 1}]}}),
+        REPORT_ONLY,
+    ),
 }
 for plural, writable in (("trainingjobs", True), ("workloads", False)):
     base = f"/api/v1/profiles/{{profile}}/{plural}"
     RULES[("GET", f"/api/v1/{plural}")] = (_plain("GET"), SIGNED_IN)
     RULES[("GET", base)] = (lambda w, p: ("GET", fill(p, profile=PROFILE), {}), PROFILE_READ)
-    for suffix in ("", "/status", "/events", "/logs"):
+    for suffix in ("", "/status", "/events", "/logs", *(("/metrics",) if writable else ())):
         RULES[("GET", f"{base}/{{name}}{suffix}")] = (
             (lambda w, p, _s=suffix: _get_named(w, p)),
             PROFILE_READ,
@@ -213,6 +273,21 @@ for plural, writable in (("trainingjobs", True), ("workloads", False)):
         RULES[("POST", base)] = (_create_in_profile, PROFILE_WRITE)
         RULES[("PUT", f"{base}/{{name}}")] = (_put_job, PROFILE_WRITE)
         RULES[("DELETE", f"{base}/{{name}}")] = (_delete_job, PROFILE_WRITE)
+
+
+EXPERIMENTS = "/api/v1/profiles/{profile}/experiments"
+TRIALS = "/api/v1/profiles/{profile}/trials"
+RULES[("GET", "/api/v1/experiments")] = (_plain("GET"), SIGNED_IN)
+RULES[("GET", "/api/v1/trials")] = (_plain("GET"), SIGNED_IN)
+RULES[("GET", EXPERIMENTS)] = (lambda w, p: ("GET", fill(p, profile=PROFILE), {}), PROFILE_READ)
+RULES[("GET", TRIALS)] = (lambda w, p: ("GET", fill(p, profile=PROFILE), {}), PROFILE_READ)
+for suffix in ("", "/status", "/events"):
+    RULES[("GET", f"{EXPERIMENTS}/{{name}}{suffix}")] = (_named("GET", existing_experiment), PROFILE_READ)
+for suffix in ("", "/status", "/events", "/logs", "/metrics"):
+    RULES[("GET", f"{TRIALS}/{{name}}{suffix}")] = (_named("GET", existing_trial), PROFILE_READ)
+RULES[("POST", EXPERIMENTS)] = (_create_experiment, PROFILE_WRITE)
+RULES[("PUT", f"{EXPERIMENTS}/{{name}}")] = (_put_experiment, PROFILE_WRITE)
+RULES[("DELETE", f"{EXPERIMENTS}/{{name}}")] = (_named("DELETE", existing_experiment), PROFILE_WRITE)
 
 
 def _flatten(route_list: list[Any], prefix: str = "") -> list[tuple[str, str]]:

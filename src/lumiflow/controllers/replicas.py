@@ -191,6 +191,7 @@ def build_replicas(
     default_cpu: float,
     default_memory: int,
     job_dir: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> list[WorkloadReplica]:
     """Every replica of ``job`` as a Workload replica, with its framework's variables
     (TF_CONFIG, MASTER_ADDR, ...) and command."""
@@ -226,6 +227,7 @@ def build_replicas(
             "LUMIFLOW_REPLICA_NAME": ident.name,
             "LUMIFLOW_POD_NAME": pod_name,
             "LUMIFLOW_REPLICA_ADDRESSES": addresses_json,
+            **(extra_env or {}),
         }
         for port in all_ports[ident.name]:
             base[f"LUMIFLOW_PORT_{port.upper().replace('-', '_')}"] = port_placeholder(ident.name, port)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -77,6 +78,8 @@ class JobSettings:
     restart_backoff_max: float = 300.0
     #: Where jobs' directories live (checkpoints, MPI hostfiles); None: jobs get none.
     jobs_root: Path | None = None
+    #: Issues the credential a job's replicas push metrics with (``lumiflow.report``).
+    report_token: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -96,6 +99,14 @@ class TrainingJobController(Controller):
     def __init__(self, store: ResourceStore, *, settings: JobSettings) -> None:
         super().__init__(store)
         self.settings = settings
+
+    def _report_env(self, uid: str) -> dict[str, str]:
+        if self.settings.report_token is None:
+            return {}
+        return {
+            "LUMIFLOW_REPORT_URL": self.settings.public_url.rstrip("/") + "/api/v1/report",
+            "LUMIFLOW_REPORT_TOKEN": self.settings.report_token(uid),
+        }
 
     def reconcile(self, key: ObjectRef) -> Result:
         try:
@@ -179,6 +190,7 @@ class TrainingJobController(Controller):
             default_cpu=s.default_cpu,
             default_memory=s.default_memory,
             job_dir=job_dir,
+            extra_env=self._report_env(obj.uid),
         )
         grace = s.grace_period_seconds
         for spec in job.spec.replicaSpecs.values():

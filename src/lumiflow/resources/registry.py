@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lumiflow.common.errors import NotFound, ValidationFailed
+from lumiflow.resources.experiment import Experiment, Trial, render
+from lumiflow.resources.experiment import check_update as experiment_check_update
 from lumiflow.resources.kubeflow import (
     BATCH_JOB_FIELD_MAP,
     FRAMEWORK_LABEL,
@@ -74,11 +76,16 @@ class KindInfo:
     #: Finalizers put on every new object, removed by its controller once cleaned up.
     finalizers: tuple[str, ...] = ()
     has_logs: bool = False
+    #: Has metric series (``/metrics``): its own (TrainingJob) or its job's (Trial).
+    has_metrics: bool = False
     #: Raises ValueError(field) if an update changes an immutable field.
     check_update: UpdateCheck | None = None
     #: Labels the server derives from the spec (set on every write, over the user's).
     derived_labels: Callable[[dict[str, Any]], dict[str, str]] | None = None
     aliases: tuple[KindAlias, ...] = ()
+    #: Checks that need other kinds (an Experiment's trial template is a training job):
+    #: called with the validated model and the registry; raises ValidationFailed.
+    check_spec: Callable[[Any, KindRegistry], None] | None = None
 
     @property
     def singular(self) -> str:
@@ -94,6 +101,7 @@ class KindInfo:
             "namespaced": self.namespaced,
             "writable": self.user_writable,
             "logs": self.has_logs,
+            "metrics": self.has_metrics,
             "aliases": [a.describe() for a in self.aliases],
         }
 
@@ -161,6 +169,7 @@ def default_registry() -> KindRegistry:
             short_names=("tj", "job", "jobs"),
             finalizers=(OWNER_FINALIZER,),
             has_logs=True,
+            has_metrics=True,
             check_update=trainingjob_check_update,
             derived_labels=_trainingjob_labels,
             aliases=tuple(
@@ -173,6 +182,30 @@ def default_registry() -> KindRegistry:
     reg.add_external("batch/v1", "Job", "TrainingJob", convert_batch_job, field_map=BATCH_JOB_FIELD_MAP)
     reg.add(
         KindInfo(
+            kind="Experiment",
+            plural="experiments",
+            model=Experiment,
+            short_names=("exp",),
+            finalizers=(OWNER_FINALIZER,),
+            check_update=experiment_check_update,
+            check_spec=check_trial_template,
+        ),
+        also_accept=("kubeflow.org/v1beta1",),
+    )
+    reg.add(
+        KindInfo(
+            kind="Trial",
+            plural="trials",
+            model=Trial,
+            user_writable=False,
+            finalizers=(OWNER_FINALIZER,),
+            has_logs=True,
+            has_metrics=True,
+        ),
+        also_accept=("kubeflow.org/v1beta1",),
+    )
+    reg.add(
+        KindInfo(
             kind="Workload",
             plural="workloads",
             model=Workload,
@@ -182,6 +215,52 @@ def default_registry() -> KindRegistry:
         )
     )
     return reg
+
+
+TRAINING_KINDS = ("TrainingJob",)
+
+
+def check_trial_template(model: Any, registry: KindRegistry) -> None:
+    """The trial template, rendered with a value of each parameter, must be a valid
+    training job (TFJob, PyTorchJob, XGBoostJob, MPIJob, batch Job or TrainingJob)."""
+    assert isinstance(model, Experiment)
+    spec = model.spec
+    values = {p.name: p.sample_value() for p in spec.parameters}
+    template = spec.trialTemplate
+    filled = {tp.name: values.get(tp.reference or tp.name, "x") for tp in template.trialParameters} or values
+    doc = render(template.trialSpec, filled)
+    where = "spec.trialTemplate.trialSpec"
+    if not isinstance(doc, dict):
+        raise ValidationFailed("trialSpec must be a manifest", field=where)
+    doc = dict(doc)
+    meta = dict(doc.get("metadata") or {})
+    meta["name"] = "trial-template-check"
+    meta.pop("namespace", None)
+    doc["metadata"] = meta
+    try:
+        prepared = prepare(registry, doc, profile="check")
+    except ValidationFailed as exc:
+        field = f"{where}.{exc.field}" if exc.field else where
+        raise ValidationFailed(f"{where}: {exc.message}", field=field) from None
+    if prepared.info.kind not in TRAINING_KINDS:
+        raise ValidationFailed(
+            f"{where}: a trial runs a training job (TFJob, PyTorchJob, XGBoostJob, MPIJob, batch/v1 Job or "
+            f"TrainingJob), not a {doc.get('kind')}",
+            field=f"{where}.kind",
+        )
+    primary = template.primaryContainerName
+    if primary is not None:
+        names = {
+            c.get("name")
+            for r in prepared.obj.spec.get("replicaSpecs", {}).values()
+            for c in r.get("template", {}).get("spec", {}).get("containers", [])
+        }
+        if primary not in names:
+            raise ValidationFailed(
+                f"spec.trialTemplate.primaryContainerName: no container named {primary!r} in the trial spec "
+                f"(containers: {', '.join(sorted(n for n in names if n))})",
+                field="spec.trialTemplate.primaryContainerName",
+            )
 
 
 @dataclass(frozen=True)
@@ -247,6 +326,8 @@ def prepare(
         if field_map:
             raise _as_written(exc, field_map) from None
         raise
+    if info.check_spec is not None:
+        info.check_spec(model, registry)
     meta = model.metadata
     resolved_name = meta.name
     if name is not None:

@@ -23,16 +23,20 @@ from lumiflow.auth import (
     personal_profile_name,
 )
 from lumiflow.auth.identity import Identity
+from lumiflow.auth.report import ReportTokens
 from lumiflow.clusters.set import ClusterSet
 from lumiflow.common.errors import AlreadyExists, LumiflowError, NotFound
 from lumiflow.common.quantity import parse_cpu, parse_memory
 from lumiflow.common.settings import Settings
 from lumiflow.controllers import ControllerManager, JobSettings, TrainingJobController, WorkloadController
+from lumiflow.controllers.metrics.collector import MetricsCollector
 from lumiflow.resources import Membership, Profile, default_registry
 from lumiflow.resources.profile import PERSONAL_LABEL
 from lumiflow.scheduler import Scheduler
 from lumiflow.store import SQLStore, StoredObject
 from lumiflow.store.model import Change
+from lumiflow.tuning.experiments import ExperimentController
+from lumiflow.tuning.trials import TrialController
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +118,8 @@ class Platform:
                 ttl=timedelta(hours=auth.session_hours),
             )
             self.profiles = ProfileCache(self.store)
+            #: Credentials of jobs' replicas for pushing metrics (lumiflow.report).
+            self.report_tokens = ReportTokens(home / "keys" / "report.key")
             self._known_users: set[str] = set()
             self._known_lock = threading.Lock()
 
@@ -140,9 +146,14 @@ class Platform:
                         restart_backoff_seconds=ctl.restart_backoff_seconds,
                         restart_backoff_max=ctl.restart_backoff_max,
                         jobs_root=home / "jobs",
+                        report_token=self.report_tokens.issue,
                     ),
                 )
             )
+            #: Reads jobs' metrics (logs, files, event files) on demand, for trials and charts.
+            self.metrics = MetricsCollector(self.store, self.clusters)
+            self.manager.add(TrialController(self.store, registry=self.kinds, collector=self.metrics))
+            self.manager.add(ExperimentController(self.store, collector=self.metrics))
             self.store.subscribe(self._wake_scheduler_on)
         except Exception:
             self.store.close()

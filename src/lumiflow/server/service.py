@@ -104,6 +104,26 @@ class ResourceService:
             self.require(identity, name, Role.VIEW)
         return self._present(self.p.store.get(info.kind, profile if info.namespaced else "", name))
 
+    def metrics(
+        self, identity: Identity, info: KindInfo, profile: str, name: str, names: builtins.list[str] | None
+    ) -> dict[str, Any]:
+        """The metric series of a TrainingJob (or of a Trial's job), read up to now first."""
+        self.require(identity, profile, Role.VIEW)
+        obj = self.p.store.get(info.kind, profile, name)
+        job = obj
+        if info.kind != "TrainingJob":
+            try:
+                job = self.p.store.get("TrainingJob", profile, name)
+            except NotFound:
+                return {"kind": info.kind, "name": name, "metrics": {}}
+            if job.owner_uid != obj.uid:
+                return {"kind": info.kind, "name": name, "metrics": {}}
+        self.p.metrics.collect(job)
+        series: dict[str, builtins.list[dict[str, Any]]] = {}
+        for record in self.p.store.list_metrics(job.uid, names=names):
+            series.setdefault(record.name, []).append(record.to_dict())
+        return {"kind": info.kind, "name": name, "job": job.name, "metrics": series}
+
     def list(
         self,
         identity: Identity,

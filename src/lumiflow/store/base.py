@@ -25,7 +25,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lumiflow.store.model import Change, Event, ListResult, Session, StoredObject, Token, User
+from lumiflow.store.model import (
+    Change,
+    Event,
+    ListResult,
+    MetricRecord,
+    Session,
+    StoredObject,
+    Token,
+    User,
+)
 from lumiflow.store.selectors import Selector
 
 Subscriber = Callable[[Change], None]
@@ -209,6 +218,31 @@ class ResourceStore(ABC):
     @abstractmethod
     def delete_expired_sessions(self, now: datetime) -> int:
         """Removes sessions whose ``expires_at`` is before ``now``; returns how many."""
+
+    # --- metrics --------------------------------------------------------------------
+
+    @abstractmethod
+    def add_metrics(
+        self,
+        uid: str,
+        records: Sequence[MetricRecord],
+        *,
+        cursor: tuple[str, dict[str, Any]] | None = None,
+    ) -> int:
+        """Appends points to the series of the object with ``uid`` and, with ``cursor``
+        (source, state), records where that source's collector stopped, in one transaction:
+        points and cursor commit together or not at all. Returns the points written.
+        Raises NotFound when the object is gone (its points went with it)."""
+
+    @abstractmethod
+    def metric_cursor(self, uid: str, source: str) -> dict[str, Any] | None:
+        """The state last written with ``cursor=(source, state)``, or None."""
+
+    @abstractmethod
+    def list_metrics(
+        self, uid: str, *, names: Iterable[str] | None = None, limit: int = 100_000
+    ) -> builtins.list[MetricRecord]:
+        """Points of the object, by name, then step, then arrival order."""
 
     # --- notifications and lifecycle ------------------------------------------------
 

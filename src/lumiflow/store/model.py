@@ -207,3 +207,18 @@ class Change:
     owner_name: str | None = None
     #: Who made the change, when the writer said so (see StatusWrite.writer).
     writer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRecord:
+    """One point of a time series: ``name`` at ``step`` was ``value`` (``timestamp`` in seconds
+    since the epoch; ``source`` the collector that read it: stdout, file, tfevent, push)."""
+
+    name: str
+    step: int
+    value: float
+    timestamp: float
+    source: str = "push"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "value": self.value, "timestamp": self.timestamp}

@@ -118,3 +118,40 @@ sessions = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Index("ix_sessions_expires_at", "expires_at"),
 )
+
+#: Time series of an object (a TrainingJob's metrics): one row per point. Points go when
+#: their object goes (ON DELETE CASCADE); ``source`` says which collector wrote them.
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column(
+        "object_uid",
+        sa.String(36),
+        sa.ForeignKey("resources.uid", ondelete="CASCADE", name="fk_metrics_object_uid"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("step", sa.BigInteger(), nullable=False),
+    sa.Column("value", sa.Float(), nullable=False),
+    sa.Column("timestamp", sa.Float(), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Index("ix_metrics_object_uid_name_step", "object_uid", "name", "step"),
+)
+
+#: Where a collector stopped reading an object's source (log offset, parser state), written in
+#: the same transaction as the points it produced: a restart neither loses nor repeats one.
+metric_cursors = sa.Table(
+    "metric_cursors",
+    metadata,
+    sa.Column(
+        "object_uid",
+        sa.String(36),
+        sa.ForeignKey("resources.uid", ondelete="CASCADE", name="fk_metric_cursors_object_uid"),
+        primary_key=True,
+    ),
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("state", json_type(), nullable=False),
+)

@@ -179,6 +179,24 @@ def namespaced_routes(info: KindInfo) -> APIRouter:
             await run_in_threadpool(stream.check)
             return StreamingResponse(stream.chunks(), media_type="text/plain; charset=utf-8")
 
+    if info.has_metrics:
+
+        @router.get(
+            f"{base}/{{name}}/metrics",
+            summary=f"Metric series of a {info.singular} (name=value lines, files, events, pushes)",
+            response_class=JSON,
+        )
+        async def metrics(
+            request: Request,
+            profile: str,
+            name: str,
+            caller: Caller,
+            metric: Annotated[list[str] | None, Query(alias="name", max_length=64)] = None,
+        ) -> JSON:
+            service = service_of(request)
+            body = await run_in_threadpool(service.metrics, caller, info, profile, name, metric)
+            return JSON(body)
+
     return router
 
 
