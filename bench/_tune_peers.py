@@ -717,7 +717,9 @@ def ingest_figures(raw: dict[str, Any], *, calls: int, batches: int) -> dict[str
     return {
         "calls_per_s": calls / raw["single_s"],
         "call_p50_ms": percentile(single, 50) * 1000,
+        "call_p90_ms": percentile(single, 90) * 1000,
         "call_p99_ms": percentile(single, 99) * 1000,
+        "call_mean_ms": raw["single_s"] / calls * 1000,
         "batched_metrics_per_s": batches * PER_BATCH / raw["batched_s"],
         "batch_p50_ms": percentile(batched, 50) * 1000,
         "batch_p99_ms": percentile(batched, 99) * 1000,

@@ -82,6 +82,7 @@ from _tune_peers import (
 )
 
 T = TypeVar("T")
+NAMES = {"lumiflow": "lumiflow report / report_many", "mlflow": "MLflow log_metric / log_batch"}
 PARTS = ("overhead", "ingest", "quality")
 GOAL_IDEAL_RATIO = 1.3
 GOAL_INGEST_RATIO = 10.0
@@ -96,16 +97,19 @@ def quality_part(args: argparse.Namespace) -> dict[str, Any]:
     tasks = [(a, seed, args.quality_trials) for a in algorithms for seed in range(args.seeds)]
     console.print(
         f"[bold]quality[/]: Hartmann6, {args.quality_trials} trials × {args.seeds} seeds × "
-        f"{', '.join(algorithms)}; {args.jobs} process(es)"
+        f"{', '.join(algorithms)}; {args.jobs} at a time"
     )
     started = time.monotonic()
-    with ProcessPoolExecutor(
-        max_workers=args.jobs,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=quality_worker_init,
-        initargs=(1 if args.jobs > 1 else max(1, os.cpu_count() or 1),),
-    ) as pool:
-        results = list(pool.map(quality_study, *zip(*tasks, strict=True)))
+    if args.jobs <= 1:  # in this process, one study after the other
+        results = [quality_study(*task) for task in tasks]
+    else:  # studies side by side, one thread each (spawned: no Ray or server threads forked)
+        with ProcessPoolExecutor(
+            max_workers=args.jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=quality_worker_init,
+            initargs=(1,),
+        ) as pool:
+            results = list(pool.map(quality_study, *zip(*tasks, strict=True)))
     wall = time.monotonic() - started
     per: dict[str, Any] = {}
     for algorithm in algorithms:
@@ -445,7 +449,9 @@ def ingest_part(
                 "side",
                 "calls/s (1 metric)",
                 "p50 ms",
+                "p90 ms",
                 "p99 ms",
+                "mean ms",
                 "metrics/s (100/call)",
                 "p50 ms",
                 "p99 ms",
@@ -453,12 +459,12 @@ def ingest_part(
             ],
             [
                 [
-                    {"lumiflow": "lumiflow.report / report_many", "mlflow": "MLflow log_metric / log_batch"}[
-                        k
-                    ],
+                    NAMES[k],
                     f"{f['calls_per_s']:.0f}",
                     f"{f['call_p50_ms']:.2f}",
+                    f"{f['call_p90_ms']:.2f}",
                     f"{f['call_p99_ms']:.2f}",
+                    f"{f['call_mean_ms']:.2f}",
                     f"{f['batched_metrics_per_s']:.0f}",
                     f"{f['batch_p50_ms']:.2f}",
                     f"{f['batch_p99_ms']:.2f}",
@@ -522,7 +528,9 @@ def main() -> None:
     ap.add_argument("--quality-trials", type=int, default=60, help="quality: trials per study [60]")
     ap.add_argument("--seeds", type=int, default=5, help="quality: studies per algorithm [5]")
     ap.add_argument("--algorithms", default="tpe,bayesianoptimization,random", help="quality: Katib names")
-    ap.add_argument("--jobs", type=int, default=2, help="quality: studies run at once (processes) [2]")
+    ap.add_argument(
+        "--jobs", type=int, default=2, help="quality: studies at once, in processes (1: in this process) [2]"
+    )
     ap.add_argument("--keep-home", action="store_true", help="keep the server's home and the runs' files")
     args = ap.parse_args()
     parts = PARTS if args.part == "all" else tuple(p.strip() for p in args.part.split(","))
