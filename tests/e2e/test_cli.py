@@ -179,3 +179,83 @@ def test_relative_paths_resolve_next_to_the_manifest(server_factory: Any, home: 
     container["workingDir"] = str(elsewhere)
     lumi("apply", "-f", "-", "--wait", home=home, input=yaml.safe_dump(manifest))
     assert lumi("logs", "trainingjob", "explicit", home=home).stdout == "elsewhere\n"
+
+
+def test_tuning_from_the_command_line(server_factory: Any, home: Path, tmp_path: Path) -> None:
+    server = server_factory()
+    server.start()
+    script = tmp_path / "quadratic.py"
+    script.write_text(
+        "import argparse\np = argparse.ArgumentParser()\np.add_argument('--x', type=float)\n"
+        "a = p.parse_args()\nprint(f'step=1 loss={(a.x - 1) ** 2 + 2}')\nprint(f'step=2 loss={(a.x - 1) ** 2}')\n"
+    )
+    import sys
+
+    experiment = {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": "quad"},
+        "spec": {
+            "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+            "algorithm": {
+                "algorithmName": "sobol",
+                "algorithmSettings": [{"name": "random_state", "value": "1"}],
+            },
+            "parallelTrialCount": 2,
+            "maxTrialCount": 4,
+            "parameters": [
+                {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "-2", "max": "3"}}
+            ],
+            "trialTemplate": {
+                "primaryContainerName": "main",
+                "trialParameters": [{"name": "x", "reference": "x"}],
+                "trialSpec": {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [
+                                    {
+                                        "name": "main",
+                                        "command": [sys.executable, str(script), "--x=${trialParameters.x}"],
+                                    }
+                                ],
+                            }
+                        }
+                    },
+                },
+            },
+        },
+    }
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    applied = as_json(lumi("apply", "-f", str(path), "-o", "json", home=home))
+    assert applied["kind"] == "Experiment" and applied["apiVersion"] == "lumiflow.dev/v1"
+    wait_until(
+        lambda: (
+            as_json(lumi("tune", "status", "quad", "-o", "json", home=home))["status"].get("phase")
+            == "Succeeded"
+        ),
+        timeout=60,
+        interval=0.5,
+        message="the experiment to succeed",
+    )
+    shown = as_json(lumi("tune", "status", "quad", "-o", "json", home=home))
+    assert set(shown) == {"apiVersion", "kind", "metadata", "spec", "status"}
+    best = shown["status"]["currentOptimalTrial"]["bestTrialName"]
+    table = lumi("tune", "status", "quad", home=home).stdout
+    assert "★ best" in table and best in table and "quad-0003" in table and "Succeeded" in table
+    listing = lumi("get", "experiments", home=home).stdout
+    assert "quad" in listing and "sobol" in listing and "4/4 of 4" in listing
+    trials = as_json(
+        lumi("get", "trials", "-l", "katib.kubeflow.org/experiment=quad", "-o", "json", home=home)
+    )
+    assert len(trials["items"]) == 4
+    series = as_json(lumi("metrics", "trial", best, "-o", "json", home=home))["metrics"]
+    assert [p["step"] for p in series["loss"]] == [1, 2]
+    spark = lumi("metrics", "trial", best, home=home).stdout
+    assert "loss" in spark and "TREND" in spark
+    missing = lumi("tune", "status", "nope", home=home, check=False)
+    assert missing.returncode != 0 and "not found" in missing.stderr

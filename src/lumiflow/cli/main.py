@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from lumiflow.cli.commands import auth, profiles, resources, server
+from lumiflow.cli.commands import auth, profiles, resources, server, tuning
 from lumiflow.cli.output import fail
 from lumiflow.common.errors import LumiflowError
 from lumiflow.common.version import __version__
@@ -42,6 +42,7 @@ def main(ctx: click.Context, home: str | None) -> None:
     Start:     lumi up                 (prints the URL and the admin token)
     Submit:    lumi apply -f job.yaml
     Watch:     lumi get trainingjobs   lumi logs trainingjob NAME -f
+    Tune:      lumi apply -f experiment.yaml; lumi tune status NAME
     """
     ctx.obj = {"home": home}
 
@@ -63,6 +64,8 @@ for command in (
     resources.delete,
     resources.events,
     resources.clusters,
+    tuning.tune,
+    tuning.metrics,
 ):
     main.add_command(command)
 

@@ -155,6 +155,40 @@ def table_for(kind: str, items: list[dict[str, Any]], *, show_profile: bool, wid
                 row.append(Text(status.get("message") or ""))
             table.add_row(*([_ns(item)] if show_profile else []), _name(item), *row)
         return table
+    if kind == "Experiment":
+        for col in ("PHASE", "ALGORITHM", "TRIALS", "RUNNING", "BEST", "AGE"):
+            table.add_column(col)
+        for item in items:
+            status, spec = item.get("status", {}), item["spec"]
+            budget = spec.get("maxTrialCount")
+            trials = f"{status.get('trialsSucceeded', 0)}/{status.get('trials', 0)}" + (
+                f" of {budget}" if budget else ""
+            )
+            table.add_row(
+                *([_ns(item)] if show_profile else []),
+                _name(item),
+                phase_text(status.get("phase")),
+                spec.get("algorithm", {}).get("algorithmName", ""),
+                trials,
+                str(status.get("trialsRunning", 0)),
+                best_text(item),
+                _created(item),
+            )
+        return table
+    if kind == "Trial":
+        for col in ("PHASE", "PARAMETERS", "OBJECTIVE", "AGE"):
+            table.add_column(col)
+        for item in items:
+            status = item.get("status", {})
+            table.add_row(
+                *([_ns(item)] if show_profile else []),
+                _name(item),
+                phase_text(status.get("phase")),
+                assignments_text(item["spec"].get("parameterAssignments", [])),
+                objective_text(item),
+                _created(item),
+            )
+        return table
     if kind == "Workload":
         for col in ("PHASE", "CLUSTER", "ATTEMPT", "REPLICAS", "AGE", "MESSAGE"):
             table.add_column(col)
@@ -181,6 +215,61 @@ def table_for(kind: str, items: list[dict[str, Any]], *, show_profile: bool, wid
             _created(item),
         )
     return table
+
+
+def assignments_text(assignments: list[dict[str, Any]]) -> str:
+    return " ".join(f"{a.get('name')}={short_number(a.get('value'))}" for a in assignments)
+
+
+def short_number(value: Any) -> str:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f"{x:.6g}"
+
+
+def metric_value(observation: dict[str, Any] | None, name: str, strategy: str) -> float | None:
+    for m in (observation or {}).get("metrics", []):
+        if m.get("name") == name:
+            try:
+                return float(m.get(strategy) if strategy in ("min", "max") else m.get("latest"))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def objective_text(trial: dict[str, Any]) -> str:
+    objective = trial["spec"].get("objective", {})
+    name = objective.get("objectiveMetricName", "")
+    strategy = "min" if objective.get("type") == "minimize" else "max"
+    value = metric_value(trial.get("status", {}).get("observation"), name, strategy)
+    return "-" if value is None else f"{name}={value:.6g}"
+
+
+def best_text(experiment: dict[str, Any]) -> str:
+    best = experiment.get("status", {}).get("currentOptimalTrial") or {}
+    objective = experiment["spec"].get("objective", {})
+    name = objective.get("objectiveMetricName", "")
+    strategy = "min" if objective.get("type") == "minimize" else "max"
+    value = metric_value(best.get("observation"), name, strategy)
+    return "-" if value is None else f"{name}={value:.6g} ({best.get('bestTrialName')})"
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 40) -> str:
+    """The series as a line of block characters (the last ``width`` buckets)."""
+    if not values:
+        return ""
+    if len(values) > width:
+        size = len(values) / width
+        values = [values[min(len(values) - 1, int(i * size))] for i in range(width)]
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        return SPARK[3] * len(values)
+    return "".join(SPARK[min(7, int((v - lo) / (hi - lo) * 7.999))] for v in values)
 
 
 def clusters_table(items: list[dict[str, Any]]) -> Table:

@@ -337,6 +337,23 @@ class Client:
         except httpx.TransportError as exc:
             raise ApiError(0, "unreachable", f"log stream interrupted: {exc}") from None
 
+    def metrics(
+        self, kind: str | Kind, name: str, *, profile: str | None = None, names: Iterable[str] = ()
+    ) -> dict[str, builtins.list[dict[str, Any]]]:
+        """The metric series of a training job or a trial: ``{"loss": [{"step", "value", "timestamp"}]}``."""
+        k = self.kind(kind)
+        params = [("name", n) for n in names]
+        body = self._json("GET", self._path(k, profile, name) + "/metrics", params=params)
+        series: dict[str, builtins.list[dict[str, Any]]] = body.get("metrics", {})
+        return series
+
+    def trials(self, experiment: str, *, profile: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The trials of an experiment, by number."""
+        items = self.list(
+            "trials", profile=profile, label_selector=f"katib.kubeflow.org/experiment={experiment}"
+        )
+        return sorted(items, key=lambda t: int(t.get("spec", {}).get("number", 0)))
+
     def wait(
         self,
         kind: str | Kind,
