@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from lumiflow.common.documents import load_documents
 from lumiflow.common.errors import BadRequest, LumiflowError, NotFound
 from lumiflow.resources import KindInfo
+from lumiflow.server.dashboard.views import MetricCharts, metric_charts
 from lumiflow.server.dashboard.web import PREFIX, Dashboard
 
 PAGE_SIZE = 50
@@ -98,6 +99,10 @@ def routes(d: Dashboard) -> APIRouter:
         events = d.service.events(viewer.identity, job_kind, profile, name)
         return {"job": job, "events": events, "replicas": replica_names(job)}
 
+    def job_metrics(viewer: Any, profile: str, name: str) -> MetricCharts:
+        series = d.service.metrics(viewer.identity, job_kind, profile, name, None)["metrics"]
+        return metric_charts(series)
+
     @r.get("/jobs/{profile}/{name}")
     def job(
         request: Request, profile: str, name: str, replica: Annotated[str | None, Query(max_length=63)] = None
@@ -107,7 +112,13 @@ def routes(d: Dashboard) -> APIRouter:
         names = view["replicas"]
         chosen = replica if replica in names else (names[0] if names else None)
         return d.render(
-            request, "job.html", viewer=viewer, replica=chosen, final=is_final(view["job"]), **view
+            request,
+            "job.html",
+            viewer=viewer,
+            replica=chosen,
+            final=is_final(view["job"]),
+            metrics=job_metrics(viewer, profile, name),
+            **view,
         )
 
     @r.get("/jobs/{profile}/{name}/_status")
@@ -115,6 +126,13 @@ def routes(d: Dashboard) -> APIRouter:
         viewer = d.viewer(request)
         view = job_view(viewer, profile, name)
         return d.fragment("_job_status.html", final=is_final(view["job"]), **view)
+
+    @r.get("/jobs/{profile}/{name}/_metrics")
+    def job_metrics_fragment(request: Request, profile: str, name: str) -> Response:
+        viewer = d.viewer(request)
+        # The phase first: once the job has ended, the metrics read after it are complete.
+        final = is_final(d.service.get(viewer.identity, job_kind, profile, name))
+        return d.fragment("_job_metrics.html", final=final, metrics=job_metrics(viewer, profile, name))
 
     @r.post("/jobs/{profile}/{name}/delete")
     def delete_job(request: Request, profile: str, name: str, csrf: FormText = None) -> Response:
