@@ -31,9 +31,10 @@ stop: venv
 	$(LUMI) down
 
 # Debian packages the tests use (installed when run as root): PostgreSQL 15 for the store
-# suite, Chromium and its driver for the dashboard's browser tests. Node packages of the
+# suite, Chromium and its driver for the dashboard's browser tests, an XRootD server for the
+# artifact store's root:// suite (its Python client is the xrootd wheel). Node packages of the
 # tests (a real OIDC issuer) come from npm, pinned by each folder's package-lock.json.
-DEBIAN_PACKAGES := postgresql chromium chromium-driver
+DEBIAN_PACKAGES := postgresql chromium chromium-driver xrootd-server
 system-deps:
 	@if [ "$$(id -u)" = 0 ]; then \
 		missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -68,6 +69,8 @@ bench: venv
 	$(PY) bench/api_throughput.py
 	$(PY) bench/scheduler_throughput.py
 	$(PY) bench/auth_dashboard.py
+	$(PY) bench/train_overhead.py
+	$(PY) bench/tune_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

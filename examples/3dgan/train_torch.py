@@ -11,6 +11,11 @@ checkpoint (atomically) to $LUMIFLOW_CHECKPOINT_DIR (or --checkpoint-dir); on st
 resumes from the newest one, epoch counter included. At the end every rank prints a checksum
 of its parameters: DDP keeps them identical, and a test checks that it did.
 
+``--timing-file PATH`` (off by default; for bench/train_overhead.py and bench/ray_overhead.py):
+rank 0 appends one JSON line per event to PATH, ``{"event": ..., "t": time.time(), ...}``:
+``start`` (the script's main began, imports done), ``ready`` (data, model and DDP set up, just
+before the first step) and ``step`` after each step (losses all-reduced), with its number.
+
     python3 train_torch.py --grid small --epochs 2 --steps-per-epoch 4
 """
 
@@ -19,9 +24,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import os
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -64,7 +71,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", type=int, default=2, help="checkpoints to keep")
     parser.add_argument("--dist-timeout", type=float, default=300.0, help="seconds a collective may wait")
     add_checkpoint_argument(parser)
+    parser.add_argument(
+        "--timing-file",
+        type=Path,
+        default=None,
+        help="rank 0 appends a JSON line with time.time() per step here (benchmarks; default off)",
+    )
     return parser.parse_args(argv)
+
+
+def mark_time(path: Path | None, event: str, **fields: int) -> None:
+    """Appends ``{"event": event, "t": time.time(), **fields}`` to ``path`` (nothing without one)."""
+    if path is None:
+        return
+    line = json.dumps({"event": event, "t": time.time(), **fields})
+    with open(path, "a") as fh:
+        fh.write(line + "\n")
 
 
 def bit_flip(labels: np.ndarray, rng: np.random.Generator, prob: float = 0.05) -> np.ndarray:
@@ -102,6 +124,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.step = 0  # steps completed, over all epochs
         self.ckpt_dir = checkpoint_dir(args.checkpoint_dir)
+        self.timing = getattr(args, "timing_file", None) if env.rank == 0 else None
 
     # --- checkpoints -------------------------------------------------------------------
 
@@ -159,6 +182,7 @@ class Trainer:
             f"{len(self.data)} showers here, {self.steps_per_epoch} steps per epoch, "
             f"{torch.get_num_threads()} threads, epochs {self.epoch + 1} to {args.epochs}"
         )
+        mark_time(self.timing, "ready")
         started = time.perf_counter()
         steps_run = 0
         while self.epoch < args.epochs:
@@ -182,6 +206,7 @@ class Trainer:
                     losses /= env.world_size
                 self.step += 1
                 steps_run += 1
+                mark_time(self.timing, "step", step=self.step)
                 totals += losses[:3]
                 if env.rank == 0:
                     d_loss, g_loss = float(losses[0]), float(losses[2])
@@ -276,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     threads = set_threads_from_env(torch.set_num_threads)
     env = TorchEnv.from_environ()
+    if env.rank == 0:
+        mark_time(args.timing_file, "start")
     if env.distributed:
         dist.init_process_group(
             "gloo",
