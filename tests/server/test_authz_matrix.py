@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from lumiflow import dsl
+from lumiflow.pipelines import compiler
 from tests.conftest import ApiHarness
 from tests.jobs import job_manifest
 
@@ -221,6 +223,59 @@ def _put_experiment(world: World, path: str) -> tuple[str, str, dict[str, Any]]:
     return "PUT", fill(path, profile=PROFILE, name=name), {"json": doc}
 
 
+def tiny_pipeline_spec() -> dict[str, Any]:
+    @dsl.component
+    def write(data: dsl.Output[dsl.Dataset]) -> None:
+        with open(data.path, "w") as fh:
+            fh.write("x")
+
+    @dsl.pipeline(name="tiny")
+    def tiny() -> None:
+        write()
+
+    return compiler.compile(tiny).model_dump(mode="json", exclude_none=True)
+
+
+def pipeline_doc(kind: str, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"description": "matrix"}
+    if kind == "PipelineVersion":
+        spec = {"pipeline": "p", "version": 1, "pipelineSpec": tiny_pipeline_spec()}
+    elif kind == "PipelineRun":
+        spec = {"pipelineSpec": tiny_pipeline_spec()}
+    return {
+        "apiVersion": "lumiflow.dev/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": PROFILE},
+        "spec": spec,
+    }
+
+
+def existing_of(kind: str) -> Callable[[World], str]:
+    def make(world: World) -> str:
+        name = world.fresh(kind.lower()[:3])
+        world.as_admin("POST", "/api/v1/apply", json=pipeline_doc(kind, name))
+        return name
+
+    return make
+
+
+def produced_artifact(world: World) -> str:
+    """The URI of an artifact a finished run wrote in the profile."""
+    from tests.helpers import wait_until
+
+    name = existing_of("PipelineRun")(world)
+
+    def uri() -> str | None:
+        run = world.api.request("GET", f"/api/v1/profiles/{PROFILE}/pipelineruns/{name}").json()
+        for node in (run.get("status") or {}).get("nodes", {}).values():
+            ref = (node.get("outputs") or {}).get("data")
+            if ref:
+                return str(ref["artifact"]["uri"])
+        return None
+
+    return wait_until(uri, timeout=30, message="the run's artifact")
+
+
 #: A job's replicas push metrics with their own credential; no user token is one.
 REPORT_ONLY = dict.fromkeys(ROLES, 401)
 
@@ -288,6 +343,41 @@ for suffix in ("", "/status", "/events", "/logs", "/metrics"):
 RULES[("POST", EXPERIMENTS)] = (_create_experiment, PROFILE_WRITE)
 RULES[("PUT", f"{EXPERIMENTS}/{{name}}")] = (_put_experiment, PROFILE_WRITE)
 RULES[("DELETE", f"{EXPERIMENTS}/{{name}}")] = (_named("DELETE", existing_experiment), PROFILE_WRITE)
+
+
+for kind, plural in (
+    ("Pipeline", "pipelines"),
+    ("PipelineVersion", "pipelineversions"),
+    ("PipelineRun", "pipelineruns"),
+):
+    base = f"/api/v1/profiles/{{profile}}/{plural}"
+    RULES[("GET", f"/api/v1/{plural}")] = (_plain("GET"), SIGNED_IN)
+    RULES[("GET", base)] = (lambda w, p: ("GET", fill(p, profile=PROFILE), {}), PROFILE_READ)
+    for suffix in ("", "/status", "/events"):
+        RULES[("GET", f"{base}/{{name}}{suffix}")] = (_named("GET", existing_of(kind)), PROFILE_READ)
+    RULES[("POST", base)] = (
+        (lambda w, p, _k=kind: ("POST", fill(p, profile=PROFILE), {"json": pipeline_doc(_k, w.fresh("cp"))})),
+        PROFILE_WRITE,
+    )
+    RULES[("PUT", f"{base}/{{name}}")] = (
+        (
+            lambda w, p, _k=kind: (
+                "PUT",
+                fill(p, profile=PROFILE, name=(n := existing_of(_k)(w))),
+                {"json": pipeline_doc(_k, n)},
+            )
+        ),
+        PROFILE_WRITE,
+    )
+    RULES[("DELETE", f"{base}/{{name}}")] = (_named("DELETE", existing_of(kind)), PROFILE_WRITE)
+RULES[("GET", "/api/v1/profiles/{profile}/lineage")] = (
+    lambda w, p: ("GET", fill(p, profile=PROFILE), {"params": {"uri": produced_artifact(w)}}),
+    PROFILE_READ,
+)
+RULES[("GET", "/api/v1/profiles/{profile}/artifacts")] = (
+    lambda w, p: ("GET", fill(p, profile=PROFILE), {}),
+    PROFILE_READ,
+)
 
 
 def _flatten(route_list: list[Any], prefix: str = "") -> list[tuple[str, str]]:

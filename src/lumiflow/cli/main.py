@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from lumiflow.cli.commands import auth, profiles, resources, server, tuning
+from lumiflow.cli.commands import auth, pipelines, profiles, resources, server, tuning
 from lumiflow.cli.output import fail
 from lumiflow.common.errors import LumiflowError
 from lumiflow.common.version import __version__
@@ -43,6 +43,7 @@ def main(ctx: click.Context, home: str | None) -> None:
     Submit:    lumi apply -f job.yaml
     Watch:     lumi get trainingjobs   lumi logs trainingjob NAME -f
     Tune:      lumi apply -f experiment.yaml; lumi tune status NAME
+    Pipelines: lumi pipeline upload p.py --name P; lumi run create P --wait
     """
     ctx.obj = {"home": home}
 
@@ -66,6 +67,9 @@ for command in (
     resources.clusters,
     tuning.tune,
     tuning.metrics,
+    pipelines.pipeline,
+    pipelines.run,
+    pipelines.lineage,
 ):
     main.add_command(command)
 

@@ -187,6 +187,16 @@ class ReplicaDefaults(_Strict):
     memory: str = "512Mi"
 
 
+class ArtifactSettings(_Strict):
+    """Where pipeline artifacts live: ``file://`` (default: under the home), ``s3://``,
+    ``root://`` (XRootD); each profile gets its own folder under the root."""
+
+    root: str | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    #: Folders steps may read but never write (CVMFS, a shared dataset area).
+    readonly_roots: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LUMIFLOW_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -202,6 +212,7 @@ class Settings(BaseSettings):
     )
     controllers: ControllerSettings = Field(default_factory=ControllerSettings)
     replica_defaults: ReplicaDefaults = Field(default_factory=ReplicaDefaults)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
 
     @classmethod
     def settings_customise_sources(

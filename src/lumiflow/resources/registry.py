@@ -25,6 +25,13 @@ from lumiflow.resources.kubeflow import (
     convert_batch_job,
 )
 from lumiflow.resources.meta import ResourceModel
+from lumiflow.resources.pipeline import (
+    Pipeline,
+    PipelineRun,
+    PipelineVersion,
+    check_run_update,
+    check_version_update,
+)
 from lumiflow.resources.profile import Profile
 from lumiflow.resources.trainingjob import TrainingJob
 from lumiflow.resources.trainingjob import check_update as trainingjob_check_update
@@ -203,6 +210,26 @@ def default_registry() -> KindRegistry:
             has_metrics=True,
         ),
         also_accept=("kubeflow.org/v1beta1",),
+    )
+    reg.add(KindInfo(kind="Pipeline", plural="pipelines", model=Pipeline, short_names=("pl",)))
+    reg.add(
+        KindInfo(
+            kind="PipelineVersion",
+            plural="pipelineversions",
+            model=PipelineVersion,
+            short_names=("plv",),
+            check_update=check_version_update,
+        )
+    )
+    reg.add(
+        KindInfo(
+            kind="PipelineRun",
+            plural="pipelineruns",
+            model=PipelineRun,
+            short_names=("run", "runs", "pr"),
+            finalizers=(OWNER_FINALIZER,),
+            check_update=check_run_update,
+        )
     )
     reg.add(
         KindInfo(

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from lumiflow.common.version import __version__
 from lumiflow.server import dashboard, errors
 from lumiflow.server.accounts import AccountService
-from lumiflow.server.api import identity, report, resources, system
+from lumiflow.server.api import identity, lineage, report, resources, system
 from lumiflow.server.limits import BodySizeLimit
 from lumiflow.server.metrics import Metrics, MetricsMiddleware
 from lumiflow.server.platform import Platform
@@ -52,6 +52,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(identity.router())
     app.include_router(resources.apply_routes())
     app.include_router(report.router())
+    app.include_router(lineage.router())
     for info in platform.kinds.kinds.values():
         if info.namespaced:
             app.include_router(resources.namespaced_routes(info))

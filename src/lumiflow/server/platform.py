@@ -13,6 +13,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+from lumiflow.artifacts.store import ArtifactStore
 from lumiflow.auth import (
     AccessPolicy,
     EmbeddedIdentity,
@@ -30,6 +31,7 @@ from lumiflow.common.quantity import parse_cpu, parse_memory
 from lumiflow.common.settings import Settings
 from lumiflow.controllers import ControllerManager, JobSettings, TrainingJobController, WorkloadController
 from lumiflow.controllers.metrics.collector import MetricsCollector
+from lumiflow.pipelines.runs import PipelineRunController, PipelineSettings
 from lumiflow.resources import Membership, Profile, default_registry
 from lumiflow.resources.profile import PERSONAL_LABEL
 from lumiflow.scheduler import Scheduler
@@ -154,6 +156,26 @@ class Platform:
             self.metrics = MetricsCollector(self.store, self.clusters)
             self.manager.add(TrialController(self.store, registry=self.kinds, collector=self.metrics))
             self.manager.add(ExperimentController(self.store, collector=self.metrics))
+            art = settings.artifacts
+            #: Pipelines' artifacts: file:// under the home by default, or s3://, root://.
+            self.artifacts = ArtifactStore(
+                art.root or (home / "artifacts").as_uri(),
+                storage_options=art.storage_options,
+                readonly_roots=art.readonly_roots,
+            )
+            self.manager.add(
+                PipelineRunController(
+                    self.store,
+                    settings=PipelineSettings(
+                        runs_root=home / "runs",
+                        default_cpu=parse_cpu(defaults.cpu),
+                        default_memory=parse_memory(defaults.memory),
+                        public_url=settings.public_url,
+                    ),
+                    artifacts=self.artifacts,
+                    registry=self.kinds,
+                )
+            )
             self.store.subscribe(self._wake_scheduler_on)
         except Exception:
             self.store.close()

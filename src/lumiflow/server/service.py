@@ -14,6 +14,7 @@ from typing import Any
 from lumiflow.auth.identity import Identity
 from lumiflow.common.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 from lumiflow.common.quantity import Resources
+from lumiflow.pipelines.checks import PIPELINE_LABEL, check_run_parameters, checked_pipeline_spec
 from lumiflow.resources import KindInfo, Profile, Role, prepare
 from lumiflow.resources.workload import ACTIVE_PHASES, WAITING_PHASES, Workload
 from lumiflow.server.platform import Platform
@@ -124,6 +125,23 @@ class ResourceService:
             series.setdefault(record.name, []).append(record.to_dict())
         return {"kind": info.kind, "name": name, "job": job.name, "metrics": series}
 
+    def lineage(self, identity: Identity, profile: str, uri: str, *, downstream: bool) -> dict[str, Any]:
+        """What produced the artifact at ``uri`` (or what it went into), within the profile."""
+        self.require(identity, profile, Role.VIEW)
+        graph = self.p.store.lineage(profile, uri, downstream=downstream)
+        if not graph["artifacts"]:
+            raise NotFound(f"no artifact {uri!r} in profile {profile!r}", field="uri")
+        return {
+            "kind": "Lineage",
+            "uri": uri,
+            "direction": "downstream" if downstream else "upstream",
+            **graph,
+        }
+
+    def artifacts(self, identity: Identity, profile: str, *, limit: int) -> builtins.list[dict[str, Any]]:
+        self.require(identity, profile, Role.VIEW)
+        return self.p.store.list_artifacts(profile, limit=limit)
+
     def list(
         self,
         identity: Identity,
@@ -216,12 +234,66 @@ class ResourceService:
                 raise ValidationFailed(
                     f"spec.cluster: cluster {cluster!r} does not exist (known: {known})", field="spec.cluster"
                 )
+        if info.kind in ("Experiment", "PipelineRun"):
+            cluster = obj.spec.get("cluster")
+            if cluster is not None and cluster not in self.p.clusters.names():
+                known = ", ".join(self.p.clusters.names())
+                raise ValidationFailed(
+                    f"spec.cluster: cluster {cluster!r} does not exist (known: {known})", field="spec.cluster"
+                )
+        if info.kind == "PipelineVersion":
+            obj.spec["pipelineSpec"] = checked_pipeline_spec(
+                obj.spec.get("pipelineSpec"), "spec.pipelineSpec"
+            )
+            obj.labels = {**obj.labels, PIPELINE_LABEL: str(obj.spec.get("pipeline"))}
+        if info.kind == "PipelineRun":
+            self._resolve_run(obj)
         if info.kind == "Profile":
             cluster = obj.spec.get("cluster")
             if cluster is not None and cluster not in self.p.clusters.names():
                 raise ValidationFailed(
                     f"spec.cluster: cluster {cluster!r} does not exist", field="spec.cluster"
                 )
+
+    def _resolve_run(self, obj: StoredObject) -> None:
+        """A run names a pipeline (and a version: the latest by default) or carries a spec;
+        the spec it will run is copied into it, and its parameters are checked."""
+        spec = obj.spec
+        if spec.get("pipelineSpec") is None:
+            pipeline = spec.get("pipeline")
+            if not pipeline:
+                raise ValidationFailed(
+                    "a run needs spec.pipeline (a pipeline's name) or spec.pipelineSpec",
+                    field="spec.pipeline",
+                )
+            versions = self.p.store.list(
+                "PipelineVersion",
+                profile=obj.profile,
+                selector=parse_selector(f"{PIPELINE_LABEL}={pipeline}"),
+            ).items
+            if not versions:
+                raise ValidationFailed(
+                    f"spec.pipeline: no pipeline {pipeline!r} in profile {obj.profile!r} (lumi pipeline upload)",
+                    field="spec.pipeline",
+                )
+            wanted = spec.get("version")
+            chosen = max(versions, key=lambda v: int(v.spec.get("version", 0)))
+            if wanted is not None:
+                match = [v for v in versions if int(v.spec.get("version", 0)) == int(wanted)]
+                if not match:
+                    have = ", ".join(str(v.spec.get("version")) for v in versions)
+                    raise ValidationFailed(
+                        f"spec.version: pipeline {pipeline!r} has no version {wanted} (versions: {have})",
+                        field="spec.version",
+                    )
+                chosen = match[0]
+            spec["version"] = int(chosen.spec.get("version", 0))
+            spec["pipelineSpec"] = chosen.spec["pipelineSpec"]
+        else:
+            spec["pipelineSpec"] = checked_pipeline_spec(spec["pipelineSpec"], "spec.pipelineSpec")
+        check_run_parameters(spec["pipelineSpec"], spec.get("parameters") or {})
+        if spec.get("pipeline"):
+            obj.labels = {**obj.labels, PIPELINE_LABEL: str(spec["pipeline"])}
 
     def _prepare(self, identity: Identity, doc: Any, *, profile: str | None, name: str | None = None) -> Any:
         self.p.access.require_role(identity)

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from lumiflow.store.model import (
+    ArtifactRecord,
     Change,
     Event,
     ListResult,
@@ -243,6 +244,45 @@ class ResourceStore(ABC):
         self, uid: str, *, names: Iterable[str] | None = None, limit: int = 100_000
     ) -> builtins.list[MetricRecord]:
         """Points of the object, by name, then step, then arrival order."""
+
+    # --- pipeline cache and lineage ---------------------------------------------------
+
+    @abstractmethod
+    def cache_get(self, profile: str, key: str) -> dict[str, Any] | None:
+        """The outputs recorded for a step cache key in the profile (and where from), or None."""
+
+    @abstractmethod
+    def cache_put(self, profile: str, key: str, outputs: dict[str, Any], source: str) -> None:
+        """Records a step's outputs under its key; the first entry for a key stays."""
+
+    @abstractmethod
+    def cache_forget(self, profile: str, key: str) -> None: ...
+
+    @abstractmethod
+    def record_execution(
+        self,
+        profile: str,
+        *,
+        type: str,
+        name: str,
+        state: str,
+        properties: dict[str, Any],
+        inputs: Sequence[tuple[str, ArtifactRecord]] = (),
+        outputs: Sequence[tuple[str, ArtifactRecord]] = (),
+        contexts: Sequence[tuple[str, str]] = (),
+    ) -> int:
+        """An execution (by profile, type and name: recording it again updates it) with its
+        input and output artifacts (by URI) and contexts, in one transaction."""
+
+    @abstractmethod
+    def get_artifact(self, profile: str, uri: str) -> ArtifactRecord | None: ...
+
+    @abstractmethod
+    def list_artifacts(self, profile: str, *, limit: int = 1000) -> builtins.list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def lineage(self, profile: str, uri: str, *, downstream: bool = False, depth: int = 50) -> dict[str, Any]:
+        """Artifacts, executions and events upstream (or downstream) of the artifact at ``uri``."""
 
     # --- notifications and lifecycle ------------------------------------------------
 

@@ -222,3 +222,25 @@ class MetricRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "value": self.value, "timestamp": self.timestamp}
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    """An artifact as lineage knows it: where it is, what it is, its content digest."""
+
+    uri: str
+    type: str
+    name: str
+    digest: str | None = None
+    size: int | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "type": self.type,
+            "name": self.name,
+            "digest": self.digest,
+            "size": self.size,
+            "properties": dict(self.properties),
+        }

@@ -155,3 +155,102 @@ metric_cursors = sa.Table(
     sa.Column("source", sa.String(32), primary_key=True),
     sa.Column("state", json_type(), nullable=False),
 )
+
+#: Pipeline step cache: a step whose key (component code, input values, input artifact
+#: digests) was seen in the profile finishes with the outputs recorded then.
+pipeline_cache = sa.Table(
+    "pipeline_cache",
+    metadata,
+    sa.Column("profile", sa.String(63), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("outputs", json_type(), nullable=False),
+    sa.Column("source", sa.String(512), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# Lineage, ML Metadata's model: artifacts and executions joined by events (INPUT, OUTPUT),
+# grouped in contexts (a pipeline run, an experiment). Per profile.
+lineage_artifacts = sa.Table(
+    "lineage_artifacts",
+    metadata,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column("profile", sa.String(63), nullable=False),
+    sa.Column("uri", sa.String(2048), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("digest", sa.String(80), nullable=True),
+    sa.Column("size", sa.BigInteger(), nullable=True),
+    sa.Column("properties", json_type(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("profile", "uri", name="uq_lineage_artifacts_profile_uri"),
+)
+
+lineage_executions = sa.Table(
+    "lineage_executions",
+    metadata,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column("profile", sa.String(63), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(512), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("properties", json_type(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("profile", "type", "name", name="uq_lineage_executions_profile_type_name"),
+)
+
+lineage_events = sa.Table(
+    "lineage_events",
+    metadata,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column(
+        "execution_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey("lineage_executions.id", ondelete="CASCADE", name="fk_lineage_events_execution"),
+        nullable=False,
+    ),
+    sa.Column(
+        "artifact_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey("lineage_artifacts.id", ondelete="CASCADE", name="fk_lineage_events_artifact"),
+        nullable=False,
+    ),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.UniqueConstraint("execution_id", "artifact_id", "type", "name", name="uq_lineage_events"),
+    sa.Index("ix_lineage_events_artifact", "artifact_id"),
+)
+
+lineage_contexts = sa.Table(
+    "lineage_contexts",
+    metadata,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column("profile", sa.String(63), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(512), nullable=False),
+    sa.UniqueConstraint("profile", "type", "name", name="uq_lineage_contexts_profile_type_name"),
+)
+
+lineage_associations = sa.Table(
+    "lineage_associations",
+    metadata,
+    sa.Column(
+        "context_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey("lineage_contexts.id", ondelete="CASCADE", name="fk_lineage_assoc_context"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "execution_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey("lineage_executions.id", ondelete="CASCADE", name="fk_lineage_assoc_execution"),
+        primary_key=True,
+    ),
+)

@@ -23,6 +23,7 @@ from lumiflow.store.model import Change, Event, ListResult, StoredObject
 from lumiflow.store.selectors import Selector
 from lumiflow.store.sql_accounts import SQLAccounts
 from lumiflow.store.sql_base import make_engine
+from lumiflow.store.sql_lineage import SQLLineage
 from lumiflow.store.sql_metrics import SQLMetrics
 
 _R = schema.resources
@@ -101,7 +102,7 @@ def _phase_of(status: dict[str, Any]) -> str:
     return phase[:32] if isinstance(phase, str) else ""
 
 
-class SQLStore(SQLAccounts, SQLMetrics, ResourceStore):
+class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
     """Resources and events (users, tokens, sessions: :class:`SQLAccounts`)."""
 
     # --- resources ---------------------------------------------------------------
