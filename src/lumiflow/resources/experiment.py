@@ -228,12 +228,12 @@ class ParameterSpec(Strict):
         if lo > hi:
             raise FieldError("feasibleSpace", f"min {fs.min} is greater than max {fs.max}")
         if step is not None and step <= 0:
-            raise ValueError(f"feasibleSpace.step must be greater than 0, got {fs.step}")
+            raise FieldError("feasibleSpace.step", f"must be greater than 0, got {fs.step}")
         dist = fs.distribution or Distribution.UNIFORM
         if dist in (Distribution.LOG_UNIFORM, Distribution.LOG_NORMAL) and lo <= 0:
             raise FieldError("feasibleSpace", f"{dist.value} needs min > 0, got {fs.min}")
         if dist is Distribution.LOG_UNIFORM and step is not None:
-            raise ValueError("feasibleSpace.step cannot be used with logUniform")
+            raise FieldError("feasibleSpace.step", "cannot be used with logUniform")
         return self
 
     @staticmethod
@@ -241,9 +241,9 @@ class ParameterSpec(Strict):
         try:
             x = float(value)
         except ValueError:
-            raise ValueError(f"feasibleSpace.{what} must be an integer, got {value!r}") from None
+            raise FieldError(f"feasibleSpace.{what}", f"must be an integer, got {value!r}") from None
         if not math.isfinite(x) or x != int(x):
-            raise ValueError(f"feasibleSpace.{what} must be an integer, got {value!r}")
+            raise FieldError(f"feasibleSpace.{what}", f"must be an integer, got {value!r}")
         return int(x)
 
     def bounds(self) -> tuple[float, float]:

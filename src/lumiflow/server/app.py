@@ -69,4 +69,8 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         log.warning("the dashboard needs jinja2 and python-multipart: pip install 'lumiflow[dashboard]'")
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(BodySizeLimit, max_bytes=platform.settings.server.max_body_bytes)
+    # Outermost: replicas' metric pushes skip the routing machinery (see ReportFastPath).
+    app.add_middleware(
+        report.ReportFastPath, platform=platform, max_bytes=platform.settings.server.max_body_bytes
+    )
     return app

@@ -90,6 +90,7 @@ class ExperimentController(Controller):
         super().__init__(store)
         self.collector = collector
         self._searches: dict[str, _Cached] = {}
+        self._trial_cache: dict[str, tuple[int, Trial]] = {}
 
     def reconcile(self, key: ObjectRef) -> Result:
         try:
@@ -177,8 +178,20 @@ class ExperimentController(Controller):
     def _trials(self, obj: StoredObject) -> list[StoredObject]:
         return self.store.list("Trial", profile=obj.profile, owner_uid=obj.uid).items
 
-    def _observe(self, exp: Experiment, obj: StoredObject, owner: StoredObject) -> Observed:
+    def _parsed(self, obj: StoredObject) -> Trial:
+        """The Trial model, parsed once per resourceVersion (an experiment with hundreds of
+        trials is reconciled on every trial's change)."""
+        cached = self._trial_cache.get(obj.uid)
+        if cached is not None and cached[0] == obj.resource_version:
+            return cached[1]
         trial = Trial.parse(obj.to_manifest())
+        if len(self._trial_cache) > 50_000:
+            self._trial_cache.clear()
+        self._trial_cache[obj.uid] = (obj.resource_version, trial)
+        return trial
+
+    def _observe(self, exp: Experiment, obj: StoredObject, owner: StoredObject) -> Observed:
+        trial = self._parsed(obj)
         o = Observed(trial=trial, name=obj.name)
         objective = exp.spec.objective
         observation = trial.status.observation
@@ -326,18 +339,14 @@ class ExperimentController(Controller):
                 finalizers=[OWNER_FINALIZER],
             )
             try:
-                self.store.create(trial_obj)
+                made = self.store.create(trial_obj)
             except AlreadyExists:
                 # A trial of that name exists but is not this experiment's (or a lost race):
                 # skip the number; the next reconcile re-reads the trials.
                 next_number += 1
                 continue
             created.append(name)
-            observed.append(
-                Observed(
-                    trial=Trial.parse(self.store.get("Trial", obj.profile, name).to_manifest()), name=name
-                )
-            )
+            observed.append(Observed(trial=self._parsed(made), name=name))
             next_number += 1
         return created
 
