@@ -242,6 +242,10 @@ def pipeline_doc(kind: str, name: str) -> dict[str, Any]:
         spec = {"pipeline": "p", "version": 1, "pipelineSpec": tiny_pipeline_spec()}
     elif kind == "PipelineRun":
         spec = {"pipelineSpec": tiny_pipeline_spec()}
+    elif kind == "RecurringRun":
+        # Disabled: the matrix is about access (a disabled schedule needs no uploaded pipeline
+        # and starts nothing); schedules are tested in tests/pipelines/test_recurring.py.
+        spec = {"pipeline": "p", "trigger": {"interval": {"seconds": 3600}}, "enabled": False}
     return {
         "apiVersion": "lumiflow.dev/v1",
         "kind": kind,
@@ -349,6 +353,7 @@ for kind, plural in (
     ("Pipeline", "pipelines"),
     ("PipelineVersion", "pipelineversions"),
     ("PipelineRun", "pipelineruns"),
+    ("RecurringRun", "recurringruns"),
 ):
     base = f"/api/v1/profiles/{{profile}}/{plural}"
     RULES[("GET", f"/api/v1/{plural}")] = (_plain("GET"), SIGNED_IN)

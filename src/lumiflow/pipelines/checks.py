@@ -1,4 +1,6 @@
-"""Checks the API applies when a pipeline version or a run is written."""
+"""Checks the API applies when a pipeline version or a run is written, and the resolution of
+a run's pipeline and version into the spec it runs (shared by the API and the recurring-run
+controller, so that a scheduled run is made exactly like one a user creates)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from lumiflow.common.errors import ValidationFailed
+from lumiflow.store.base import ResourceStore
+from lumiflow.store.selectors import parse_selector
 
 PIPELINE_LABEL = "pipelines.lumiflow.dev/pipeline"
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -88,3 +92,45 @@ def check_run_parameters(spec: dict[str, Any], given: dict[str, Any]) -> None:
                 f"spec.parameters.{name}: required (the pipeline gives it no default)",
                 field=f"spec.parameters.{name}",
             )
+
+
+def resolve_run_spec(store: ResourceStore, profile: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec a run will run: ``pipeline`` (and ``version``, the latest when not given)
+    resolved into a copy of that version's ``pipelineSpec``, or the inline ``pipelineSpec``
+    checked; the parameters checked and read as their declared types.
+
+    ``spec`` is not changed; the resolved copy is returned. Raises ValidationFailed naming
+    the field (``spec.pipeline``, ``spec.version``, ``spec.parameters.NAME``, ...).
+    """
+    spec = {**spec, "parameters": dict(spec.get("parameters") or {})}
+    if spec.get("pipelineSpec") is None:
+        pipeline = spec.get("pipeline")
+        if not pipeline:
+            raise ValidationFailed(
+                "a run needs spec.pipeline (a pipeline's name) or spec.pipelineSpec", field="spec.pipeline"
+            )
+        versions = store.list(
+            "PipelineVersion", profile=profile, selector=parse_selector(f"{PIPELINE_LABEL}={pipeline}")
+        ).items
+        if not versions:
+            raise ValidationFailed(
+                f"spec.pipeline: no pipeline {pipeline!r} in profile {profile!r} (lumi pipeline upload)",
+                field="spec.pipeline",
+            )
+        wanted = spec.get("version")
+        chosen = max(versions, key=lambda v: int(v.spec.get("version", 0)))
+        if wanted is not None:
+            match = [v for v in versions if int(v.spec.get("version", 0)) == int(wanted)]
+            if not match:
+                have = ", ".join(str(v.spec.get("version")) for v in versions)
+                raise ValidationFailed(
+                    f"spec.version: pipeline {pipeline!r} has no version {wanted} (versions: {have})",
+                    field="spec.version",
+                )
+            chosen = match[0]
+        spec["version"] = int(chosen.spec.get("version", 0))
+        spec["pipelineSpec"] = chosen.spec["pipelineSpec"]
+    else:
+        spec["pipelineSpec"] = checked_pipeline_spec(spec["pipelineSpec"], "spec.pipelineSpec")
+    check_run_parameters(spec["pipelineSpec"], spec["parameters"])
+    return spec

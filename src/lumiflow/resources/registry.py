@@ -33,6 +33,7 @@ from lumiflow.resources.pipeline import (
     check_version_update,
 )
 from lumiflow.resources.profile import Profile
+from lumiflow.resources.recurring import RecurringRun
 from lumiflow.resources.trainingjob import TrainingJob
 from lumiflow.resources.trainingjob import check_update as trainingjob_check_update
 from lumiflow.resources.workload import OWNER_FINALIZER, Workload
@@ -229,6 +230,15 @@ def default_registry() -> KindRegistry:
             short_names=("run", "runs", "pr"),
             finalizers=(OWNER_FINALIZER,),
             check_update=check_run_update,
+        )
+    )
+    reg.add(
+        KindInfo(
+            kind="RecurringRun",
+            plural="recurringruns",
+            model=RecurringRun,
+            short_names=("rr", "schedule", "schedules"),
+            finalizers=(OWNER_FINALIZER,),
         )
     )
     reg.add(

@@ -427,6 +427,76 @@ class Client:
             profile=profile or run["metadata"].get("namespace"),
         )
 
+    def create_recurring_run(
+        self,
+        pipeline: str,
+        *,
+        cron: str | None = None,
+        interval_seconds: int | None = None,
+        timezone: str = "UTC",
+        parameters: dict[str, Any] | None = None,
+        version: int | None = None,
+        name: str | None = None,
+        max_concurrency: int = 1,
+        no_catchup: bool = False,
+        caching: bool = True,
+        start_time: str | None = None,
+        end_time: str | None = None,
+        enabled: bool = True,
+        profile: str | None = None,
+    ) -> dict[str, Any]:
+        """Schedules runs of an uploaded pipeline: on a ``cron`` expression or every
+        ``interval_seconds`` (give one); returns the RecurringRun."""
+        trigger: dict[str, Any] = {}
+        if cron is not None:
+            trigger["cron"] = {"expression": cron, "timezone": timezone}
+        if interval_seconds is not None:
+            trigger["interval"] = {"seconds": interval_seconds}
+        body: dict[str, Any] = {
+            "pipeline": pipeline,
+            "parameters": dict(parameters or {}),
+            "caching": caching,
+            "trigger": trigger,
+            "maxConcurrency": max_concurrency,
+            "noCatchup": no_catchup,
+            "enabled": enabled,
+        }
+        if version is not None:
+            body["version"] = version
+        if start_time is not None:
+            body["startTime"] = start_time
+        if end_time is not None:
+            body["endTime"] = end_time
+        meta: dict[str, Any] = {"name": name} if name else {"generateName": f"{pipeline[:50]}-"}
+        doc = {"apiVersion": "lumiflow.dev/v1", "kind": "RecurringRun", "metadata": meta, "spec": body}
+        return self.create(doc, profile=profile)
+
+    def recurring_runs(self, *, profile: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The recurring runs of the profile, by name."""
+        return self.list("recurringruns", profile=profile)
+
+    def enable_recurring_run(self, name: str, *, profile: str | None = None) -> dict[str, Any]:
+        """Starts triggering again (the triggers missed while disabled do not run)."""
+        return self._set_enabled(name, True, profile=profile)
+
+    def disable_recurring_run(self, name: str, *, profile: str | None = None) -> dict[str, Any]:
+        """Stops triggering; the RecurringRun and its runs stay."""
+        return self._set_enabled(name, False, profile=profile)
+
+    def _set_enabled(self, name: str, enabled: bool, *, profile: str | None) -> dict[str, Any]:
+        # The controller writes the status often: read, change and write again on a conflict.
+        for attempt in range(5):
+            obj = self.get("recurringrun", name, profile=profile)
+            if obj["spec"].get("enabled", True) == enabled:
+                return obj
+            obj["spec"]["enabled"] = enabled
+            try:
+                return self.update(obj, profile=profile)
+            except ApiError as exc:
+                if exc.status != 409 or exc.field == "metadata.deletionTimestamp" or attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
     def lineage(self, uri: str, *, downstream: bool = False, profile: str | None = None) -> dict[str, Any]:
         profile = profile or self.profile or self.whoami()["defaultProfile"]
         params = {"uri": uri, "direction": "downstream" if downstream else "upstream"}

@@ -31,6 +31,7 @@ from lumiflow.common.quantity import parse_cpu, parse_memory
 from lumiflow.common.settings import Settings
 from lumiflow.controllers import ControllerManager, JobSettings, TrainingJobController, WorkloadController
 from lumiflow.controllers.metrics.collector import MetricsCollector
+from lumiflow.pipelines.recurring import RecurringRunController
 from lumiflow.pipelines.runs import PipelineRunController, PipelineSettings
 from lumiflow.resources import Membership, Profile, default_registry
 from lumiflow.resources.profile import PERSONAL_LABEL
@@ -176,6 +177,7 @@ class Platform:
                     registry=self.kinds,
                 )
             )
+            self.manager.add(RecurringRunController(self.store, registry=self.kinds))
             self.store.subscribe(self._wake_scheduler_on)
         except Exception:
             self.store.close()

@@ -14,7 +14,7 @@ from typing import Any
 from lumiflow.auth.identity import Identity
 from lumiflow.common.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 from lumiflow.common.quantity import Resources
-from lumiflow.pipelines.checks import PIPELINE_LABEL, check_run_parameters, checked_pipeline_spec
+from lumiflow.pipelines.checks import PIPELINE_LABEL, checked_pipeline_spec, resolve_run_spec
 from lumiflow.resources import KindInfo, Profile, Role, prepare
 from lumiflow.resources.workload import ACTIVE_PHASES, WAITING_PHASES, Workload
 from lumiflow.server.platform import Platform
@@ -248,6 +248,10 @@ class ResourceService:
             obj.labels = {**obj.labels, PIPELINE_LABEL: str(obj.spec.get("pipeline"))}
         if info.kind == "PipelineRun":
             self._resolve_run(obj)
+        if info.kind == "RecurringRun" and obj.spec.get("enabled", True):
+            # The pipeline, version and parameters must make a run now (a disabled schedule
+            # is not checked: disabling one whose pipeline was deleted must work).
+            obj.spec["parameters"] = resolve_run_spec(self.p.store, obj.profile, obj.spec)["parameters"]
         if info.kind == "Profile":
             cluster = obj.spec.get("cluster")
             if cluster is not None and cluster not in self.p.clusters.names():
@@ -258,42 +262,9 @@ class ResourceService:
     def _resolve_run(self, obj: StoredObject) -> None:
         """A run names a pipeline (and a version: the latest by default) or carries a spec;
         the spec it will run is copied into it, and its parameters are checked."""
-        spec = obj.spec
-        if spec.get("pipelineSpec") is None:
-            pipeline = spec.get("pipeline")
-            if not pipeline:
-                raise ValidationFailed(
-                    "a run needs spec.pipeline (a pipeline's name) or spec.pipelineSpec",
-                    field="spec.pipeline",
-                )
-            versions = self.p.store.list(
-                "PipelineVersion",
-                profile=obj.profile,
-                selector=parse_selector(f"{PIPELINE_LABEL}={pipeline}"),
-            ).items
-            if not versions:
-                raise ValidationFailed(
-                    f"spec.pipeline: no pipeline {pipeline!r} in profile {obj.profile!r} (lumi pipeline upload)",
-                    field="spec.pipeline",
-                )
-            wanted = spec.get("version")
-            chosen = max(versions, key=lambda v: int(v.spec.get("version", 0)))
-            if wanted is not None:
-                match = [v for v in versions if int(v.spec.get("version", 0)) == int(wanted)]
-                if not match:
-                    have = ", ".join(str(v.spec.get("version")) for v in versions)
-                    raise ValidationFailed(
-                        f"spec.version: pipeline {pipeline!r} has no version {wanted} (versions: {have})",
-                        field="spec.version",
-                    )
-                chosen = match[0]
-            spec["version"] = int(chosen.spec.get("version", 0))
-            spec["pipelineSpec"] = chosen.spec["pipelineSpec"]
-        else:
-            spec["pipelineSpec"] = checked_pipeline_spec(spec["pipelineSpec"], "spec.pipelineSpec")
-        check_run_parameters(spec["pipelineSpec"], spec.get("parameters") or {})
-        if spec.get("pipeline"):
-            obj.labels = {**obj.labels, PIPELINE_LABEL: str(spec["pipeline"])}
+        obj.spec = resolve_run_spec(self.p.store, obj.profile, obj.spec)
+        if obj.spec.get("pipeline"):
+            obj.labels = {**obj.labels, PIPELINE_LABEL: str(obj.spec["pipeline"])}
 
     def _prepare(self, identity: Identity, doc: Any, *, profile: str | None, name: str | None = None) -> Any:
         self.p.access.require_role(identity)

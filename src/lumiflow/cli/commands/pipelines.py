@@ -1,8 +1,10 @@
-"""``lumi pipeline compile|upload|versions``, ``lumi run create|get|list|logs|terminate|retry``
-and ``lumi lineage``: Kubeflow Pipelines' verbs over the same API."""
+"""``lumi pipeline compile|upload|versions``, ``lumi run create|get|list|logs|terminate|retry``,
+recurring runs (``lumi run schedule|schedules|enable|disable``) and ``lumi lineage``: Kubeflow
+Pipelines' verbs over the same API."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from rich.tree import Tree
 from lumiflow.cli.commands.resources import _client, profile_option
 from lumiflow.cli.output import console, emit_json, emit_yaml, phase_text
 from lumiflow.common.errors import BadRequest
-from lumiflow.common.timeutil import age, parse_rfc3339
+from lumiflow.common.timeutil import age, parse_rfc3339, utcnow
 
 OUTPUT = click.Choice(["table", "json", "yaml"])
 FINAL = ("SUCCEEDED", "FAILED", "CANCELED")
@@ -128,7 +130,8 @@ def versions(ctx: click.Context, name: str, profile: str | None, output: str) ->
 
 @click.group()
 def run() -> None:
-    """Pipeline runs: create one, follow it, see a step's log, terminate or retry it."""
+    """Pipeline runs: create one, follow it, see a step's log, terminate or retry it; schedule
+    recurring runs."""
 
 
 def _params(values: tuple[str, ...]) -> dict[str, Any]:
@@ -344,6 +347,149 @@ def retry(ctx: click.Context, name: str, profile: str | None, output: str) -> No
         created = client.retry_run(name, profile=profile)
     if not _emit(created, output):
         console.print(f"pipelinerun/{created['metadata']['name']} created (a retry of {name})")
+
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_every(text: str) -> int:
+    """``90``, ``30s``, ``10m``, ``1h30m``, ``1d`` → seconds."""
+    value = text.strip().lower()
+    if value.isdigit():
+        return int(value)
+    parts = _DURATION.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise BadRequest(f"--every {text!r}: write a duration such as 30s, 10m, 1h30m or 1d", field="every")
+    return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+@run.command("schedule")
+@click.argument("pipeline_name")
+@click.option("--cron", "cron_expression", default=None, help="a cron expression: '0 */2 * * *', @daily, ...")
+@click.option("--timezone", default="UTC", show_default=True, help="the cron expression's timezone")
+@click.option("--every", default=None, help="an interval instead of --cron: 30s, 10m, 1h30m, 1d")
+@click.option("--param", "params", multiple=True, help="name=value (repeat); read as the parameter's type")
+@click.option("--version", type=int, default=None, help="a version (default: the latest at each trigger)")
+@click.option("--max-concurrency", type=int, default=1, show_default=True, help="unfinished runs at most")
+@click.option("--no-catchup", is_flag=True, help="after downtime, run only the latest missed trigger")
+@click.option("--no-cache", is_flag=True, help="run every step, even those whose results are cached")
+@click.option("--start-time", default=None, help="no trigger before this RFC 3339 time")
+@click.option("--end-time", default=None, help="no trigger after this RFC 3339 time")
+@click.option("--name", default=None, help="the recurring run's name (default: PIPELINE-xxxxx)")
+@profile_option
+@click.option(
+    "-o", "--output", type=OUTPUT, default="table", show_default=True, help="json/yaml print the RecurringRun"
+)
+@click.pass_context
+def schedule(
+    ctx: click.Context,
+    pipeline_name: str,
+    cron_expression: str | None,
+    timezone: str,
+    every: str | None,
+    params: tuple[str, ...],
+    version: int | None,
+    max_concurrency: int,
+    no_catchup: bool,
+    no_cache: bool,
+    start_time: str | None,
+    end_time: str | None,
+    name: str | None,
+    profile: str | None,
+    output: str,
+) -> None:
+    """Runs PIPELINE_NAME on a schedule (--cron or --every), as Kubeflow's recurring runs."""
+    if (cron_expression is None) == (every is None):
+        raise BadRequest("give one of --cron and --every", field="cron")
+    with _client(ctx) as client:
+        created = client.create_recurring_run(
+            pipeline_name,
+            cron=cron_expression,
+            timezone=timezone,
+            interval_seconds=parse_every(every) if every is not None else None,
+            parameters=_params(params),
+            version=version,
+            name=name,
+            max_concurrency=max_concurrency,
+            no_catchup=no_catchup,
+            caching=not no_cache,
+            start_time=start_time,
+            end_time=end_time,
+            profile=profile,
+        )
+    if not _emit(created, output):
+        console.print(f"recurringrun/{created['metadata']['name']} created ({_trigger(created)})")
+
+
+def _trigger(obj: dict[str, Any]) -> str:
+    trigger = obj["spec"].get("trigger") or {}
+    if trigger.get("cron"):
+        zone = trigger["cron"].get("timezone", "UTC")
+        return f"cron {trigger['cron']['expression']}" + ("" if zone == "UTC" else f" {zone}")
+    seconds = int((trigger.get("interval") or {}).get("seconds", 0))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"every {seconds // size}{unit}"
+    return f"every {seconds}s"
+
+
+def _relative(value: str | None) -> str:
+    when = parse_rfc3339(value)
+    if when is None:
+        return "-"
+    now = utcnow()
+    return f"{age(when, now)} ago" if when <= now else f"in {age(now, when)}"
+
+
+@run.command("schedules")
+@profile_option
+@click.option("-o", "--output", type=OUTPUT, default="table", show_default=True)
+@click.pass_context
+def schedules(ctx: click.Context, profile: str | None, output: str) -> None:
+    """The recurring runs of the profile."""
+    with _client(ctx) as client:
+        items = client.recurring_runs(profile=profile)
+    if _emit({"apiVersion": "v1", "kind": "List", "items": items}, output):
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("NAME", "PIPELINE", "TRIGGER", "ENABLED", "LAST", "NEXT", "RUNS", "STATUS"):
+        table.add_column(col)
+    for item in items:
+        spec, status = item["spec"], item.get("status") or {}
+        table.add_row(
+            item["metadata"]["name"],
+            spec["pipeline"] + (f" v{spec['version']}" if spec.get("version") else ""),
+            _trigger(item),
+            "yes" if spec.get("enabled", True) else "no",
+            _relative(status.get("lastTriggerTime")),
+            _relative(status.get("nextTriggerTime")),
+            str(status.get("runs", 0)),
+            phase_text(status.get("phase")),
+        )
+    console.print(table)
+
+
+@run.command("enable")
+@click.argument("name")
+@profile_option
+@click.pass_context
+def enable(ctx: click.Context, name: str, profile: str | None) -> None:
+    """Starts a recurring run's triggers again (those missed while disabled do not run)."""
+    with _client(ctx) as client:
+        client.enable_recurring_run(name, profile=profile)
+    console.print(f"recurringrun/{name} enabled")
+
+
+@run.command("disable")
+@click.argument("name")
+@profile_option
+@click.pass_context
+def disable(ctx: click.Context, name: str, profile: str | None) -> None:
+    """Stops a recurring run's triggers; it and its runs stay."""
+    with _client(ctx) as client:
+        client.disable_recurring_run(name, profile=profile)
+    console.print(f"recurringrun/{name} disabled")
 
 
 @click.command()
