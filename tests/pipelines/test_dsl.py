@@ -285,6 +285,7 @@ def test_components_record_source_interface_and_launch() -> None:
     assert calo["outputs"] == {
         "job_name": {"kind": "parameter", "type": "str"},
         "phase": {"kind": "parameter", "type": "str"},
+        "checkpoints": {"kind": "artifact", "artifactType": "Model", "mode": "object"},
     }
     assert calo["sourceSha256"] == spec.manifest_sha256(calo["launch"])
     tune = components["tune-it"]

@@ -242,6 +242,13 @@ def pipeline_doc(kind: str, name: str) -> dict[str, Any]:
         spec = {"pipeline": "p", "version": 1, "pipelineSpec": tiny_pipeline_spec()}
     elif kind == "PipelineRun":
         spec = {"pipelineSpec": tiny_pipeline_spec()}
+    elif kind == "Model":
+        spec = {
+            "model": "m",
+            "version": 1,
+            "artifact": {"uri": "file:///tmp/lumiflow-matrix-model", "type": "Model"},
+            "stage": "Staging",
+        }
     elif kind == "RecurringRun":
         # Disabled: the matrix is about access (a disabled schedule needs no uploaded pipeline
         # and starts nothing); schedules are tested in tests/pipelines/test_recurring.py.
@@ -354,6 +361,7 @@ for kind, plural in (
     ("PipelineVersion", "pipelineversions"),
     ("PipelineRun", "pipelineruns"),
     ("RecurringRun", "recurringruns"),
+    ("Model", "models"),
 ):
     base = f"/api/v1/profiles/{{profile}}/{plural}"
     RULES[("GET", f"/api/v1/{plural}")] = (_plain("GET"), SIGNED_IN)

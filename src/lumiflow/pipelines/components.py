@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 from lumiflow.pipelines.spec import (
+    LAUNCH_ARTIFACTS,
     LAUNCH_OUTPUTS,
     PARAMETER_TYPES,
     CompileError,
@@ -363,16 +364,19 @@ def component(
 
 
 class LaunchComponent(Component):
-    """A step that creates a TrainingJob or an Experiment and waits for it to finish."""
+    """A step that creates a TrainingJob or an Experiment and waits for it to finish, or
+    registers a model version."""
 
     def __init__(
-        self, kind: Literal["TrainingJob", "Experiment"], manifest: dict[str, Any], name: str
+        self, kind: Literal["TrainingJob", "Experiment", "Model"], manifest: dict[str, Any], name: str
     ) -> None:
         self.kind = kind
         self.name = name
         self.manifest = manifest
         self.inputs = {}
         self.outputs = {n: IO(n, "parameter", type=t) for n, t in LAUNCH_OUTPUTS[kind].items()}
+        for n, artifact_type in LAUNCH_ARTIFACTS.get(kind, {}).items():
+            self.outputs[n] = IO(n, "artifact", artifact_type=artifact_type, mode="object")
 
     def spec(self) -> dict[str, Any]:
         launch = {"kind": self.kind, "manifest": self.manifest}

@@ -108,6 +108,7 @@ __all__ = [
     "experiment",
     "path_annotation",
     "pipeline",
+    "register_model",
     "training_job",
 ]
 
@@ -119,6 +120,8 @@ def _launch(
     arguments: dict[str, Any] | None,
 ) -> PipelineTask:
     what = "dsl.training_job" if kind == "TrainingJob" else "dsl.experiment"
+    if kind == "TrainingJob":
+        return _training_job(manifest, name, arguments)
     builder = active(what)
     if not isinstance(manifest, dict):
         raise CompileError(f"{what}: the manifest is a mapping (a parsed YAML document)")
@@ -141,6 +144,61 @@ def _launch(
             arg_name, "parameter", type=builder.type_of(value, f"{what} argument {arg_name!r}")
         )
     return builder.add_task(launch, arguments)
+
+
+def _training_job(
+    manifest: dict[str, Any], name: str | None, arguments: dict[str, Any] | None
+) -> PipelineTask:
+    """A training job step: parameters and artifacts (their local path replaces the placeholder)."""
+    what = "dsl.training_job"
+    builder = active(what)
+    if not isinstance(manifest, dict):
+        raise CompileError(f"{what}: the manifest is a mapping (a parsed YAML document)")
+    manifest_kind = manifest.get("kind")
+    if not isinstance(manifest_kind, str) or not manifest_kind:
+        raise CompileError(f"{what}: the manifest has no kind")
+    if manifest_kind == "Experiment":
+        raise CompileError(
+            f"{what}: the manifest's kind is Experiment; {what} takes a training job (TFJob, PyTorchJob, ...)"
+        )
+    manifest = copy.deepcopy(json_value(manifest, f"{what} manifest"))
+    default = (manifest.get("metadata") or {}).get("name") or "training-job"
+    launch = LaunchComponent("TrainingJob", manifest, dns_name(name or str(default), f"{what} name"))
+    arguments = dict(arguments or {})
+    for arg_name, value in arguments.items():
+        if not isinstance(arg_name, str) or not arg_name.isidentifier():
+            raise CompileError(f"{what}: argument name {arg_name!r} must be an identifier")
+        artifact = builder.artifact_of(value)
+        if artifact is not None:
+            launch.inputs[arg_name] = IO(arg_name, "artifact", artifact_type=artifact, mode="path")
+        else:
+            launch.inputs[arg_name] = IO(
+                arg_name, "parameter", type=builder.type_of(value, f"{what} argument {arg_name!r}")
+            )
+    return builder.add_task(launch, arguments)
+
+
+def register_model(
+    model: Any, name: str, *, stage: str = "None", description: str = "", task_name: str | None = None
+) -> PipelineTask:
+    """A step that registers ``model`` (a task's Model artifact, e.g. a training job's
+    ``checkpoints``) as the next version of the registered model ``name``, in ``stage``
+    (None, Staging, Production, Archived); outputs ``model_name`` and ``version``. The version
+    keeps its lineage back to the run that produced it."""
+    what = "dsl.register_model"
+    builder = active(what)
+    if stage not in ("None", "Staging", "Production", "Archived"):
+        raise CompileError(f"{what}: stage {stage!r} is not one of None, Staging, Production, Archived")
+    registered = dns_name(name, f"{what} name")
+    manifest = {"name": registered, "stage": stage, "description": description}
+    launch = LaunchComponent(
+        "Model", manifest, dns_name(task_name or f"register-{registered}", f"{what} task name")
+    )
+    artifact = builder.artifact_of(model)
+    if artifact is None:
+        raise CompileError(f"{what}: model must be a task's artifact output (task.outputs['model'])")
+    launch.inputs["model"] = IO("model", "artifact", artifact_type=artifact, mode="object")
+    return builder.add_task(launch, {"model": model})
 
 
 def training_job(
@@ -768,6 +826,12 @@ class Builder:
         if isinstance(value, _Channel | Collected):
             return value.argument()
         return {"constant": json_value(value, where)}
+
+    def artifact_of(self, value: Any) -> str | None:
+        """The artifact type of a task's artifact output passed to a launch step, else None."""
+        if isinstance(value, TaskOutput) and value.io.kind == "artifact":
+            return value.io.artifact_type or "Artifact"
+        return None
 
     def type_of(self, value: Any, where: str) -> str:
         """A parameter type for a launch step's input (str where not known before the run)."""

@@ -31,6 +31,7 @@ from lumiflow.common.quantity import parse_cpu, parse_memory
 from lumiflow.common.timeutil import to_rfc3339, utcnow
 from lumiflow.controllers.manager import DONE, Controller, Result
 from lumiflow.pipelines.dag import NodeState, Start, plan
+from lumiflow.resources.model import MODEL_LABEL
 from lumiflow.resources.pipeline import NodeStatus, PipelineRun, PipelineRunStatus, RunState
 from lumiflow.resources.registry import KindRegistry, prepare
 from lumiflow.resources.workload import (
@@ -45,6 +46,7 @@ from lumiflow.resources.workload import (
 )
 from lumiflow.store.base import ResourceStore
 from lumiflow.store.model import ArtifactRecord, ObjectRef, StoredObject
+from lumiflow.store.selectors import parse_selector
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ _SAFE = re.compile(r"[^a-z0-9-]+")
 @dataclass
 class PipelineSettings:
     runs_root: Path
+    #: Where training jobs keep their checkpoints (a training step's ``checkpoints`` output).
+    jobs_root: Path
     default_cpu: float
     default_memory: int
     public_url: str
@@ -236,7 +240,7 @@ class PipelineRunController(Controller):
                 self._lineage(obj, run, start.node, node, artifacts, state="CACHED")
                 return
         if component.get("launch"):
-            self._launch_child(obj, component, start, node, parameters, events, now)
+            self._launch_child(obj, component, start, node, parameters, artifacts, events, now)
             return
         self._launch_step(obj, run, component, start, node, parameters, artifacts, now)
         events.append(("Normal", "StepStarted", f"{start.node} started (attempt {node.attempts})"))
@@ -381,12 +385,24 @@ class PipelineRunController(Controller):
         start: Start,
         node: NodeStatus,
         parameters: dict[str, Any],
+        artifacts: dict[str, dict[str, Any]],
         events: list[tuple[str, str, str]],
         now: str,
     ) -> None:
-        """A step that launches a TrainingJob or an Experiment and waits for it."""
+        """A step that launches a TrainingJob or an Experiment and waits for it (a TrainingJob's
+        artifact inputs are given as their local paths), or registers a model version."""
         launch = component["launch"]
-        doc = _substitute(launch.get("manifest") or {}, parameters)
+        if launch.get("kind") == "Model":
+            self._register_model(obj, launch.get("manifest") or {}, start, node, artifacts, events, now)
+            return
+        values = dict(parameters)
+        for name, ref in artifacts.items():
+            local = self.artifacts.local_path(ref["uri"], profile=obj.profile)
+            if local is None:
+                local = self._step_dir(obj, start.node, node.attempts + 1) / "in" / name
+                self.artifacts.get(ref["uri"], local, expected_digest=ref.get("digest"), profile=obj.profile)
+            values[name] = str(local)
+        doc = _substitute(launch.get("manifest") or {}, values)
         node.attempts += 1
         name = workload_name(obj.name, start.node, node.attempts)
         meta = dict(doc.get("metadata") or {})
@@ -422,6 +438,66 @@ class PipelineRunController(Controller):
         node.workload = f"{child.kind}/{child.name}"
         node.startTime = node.startTime or now
         events.append(("Normal", "StepStarted", f"{start.node} launched {child.kind} {child.name}"))
+
+    def _register_model(
+        self,
+        obj: StoredObject,
+        manifest: dict[str, Any],
+        start: Start,
+        node: NodeStatus,
+        artifacts: dict[str, dict[str, Any]],
+        events: list[tuple[str, str, str]],
+        now: str,
+    ) -> None:
+        """The next version of a registered model, pointing at the step's ``model`` artifact."""
+        ref = artifacts.get("model")
+        model = str(manifest.get("name") or "")
+        if ref is None or not model:
+            self._fail(
+                node, "a model registration needs a model artifact and a name", now, events, start.node
+            )
+            return
+        node.attempts += 1
+        existing = self.store.list(
+            "Model", profile=obj.profile, selector=parse_selector(f"{MODEL_LABEL}={model}")
+        )
+        number = max((int(m.spec.get("version", 0)) for m in existing.items), default=0) + 1
+        name = f"{model}-v{number}"
+        doc = {
+            "apiVersion": "lumiflow.dev/v1",
+            "kind": "Model",
+            "metadata": {"name": name, "annotations": {NODE_ANNOTATION: start.node}},
+            "spec": {
+                "model": model,
+                "version": number,
+                "artifact": {k: ref[k] for k in ("uri", "digest", "size", "type") if ref.get(k) is not None},
+                "stage": manifest.get("stage") or "None",
+                "description": manifest.get("description") or None,
+                "source": {"pipelineRun": obj.name, "step": start.node},
+            },
+        }
+        try:
+            version = prepare(self.registry, doc, profile=obj.profile).obj
+            version.labels = {**version.labels, RUN_LABEL: obj.name}
+            self.store.create(version)
+        except LumiflowError as exc:
+            self._fail(node, f"cannot register model {model}: {exc.message}", now, events, start.node)
+            return
+        node.state = RunState.SUCCEEDED
+        node.outputs = {"model_name": model, "version": number}
+        node.startTime = node.startTime or now
+        node.finishTime = now
+        self.store.record_execution(
+            obj.profile,
+            type="ModelRegistration",
+            name=name,
+            state="COMPLETE",
+            properties={"run": obj.name, "step": start.node, "model": model, "version": number},
+            inputs=[("model", _artifact_record("model", ref))],
+            contexts=[("PipelineRun", obj.name), ("Model", model)],
+        )
+        stage = manifest.get("stage") or "None"
+        events.append(("Normal", "ModelRegistered", f"{start.node}: registered {name} ({stage})"))
 
     # --- following a step ------------------------------------------------------------------------
 
@@ -580,7 +656,8 @@ class PipelineRunController(Controller):
                 node, f"{kind} {name} failed: {child.status.get('message') or ''}", now, events, node_id
             )
             return
-        outputs: dict[str, Any] = {"name": name, "phase": phase}
+        outputs: dict[str, Any] = {"phase": phase}
+        produced: list[tuple[str, ArtifactRecord]] = []
         if kind == "Experiment":
             best = child.status.get("currentOptimalTrial") or {}
             outputs["best_parameters"] = {a["name"]: a["value"] for a in best.get("parameterAssignments", [])}
@@ -589,15 +666,45 @@ class PipelineRunController(Controller):
             outputs["best_trial"] = best.get("bestTrialName")
         else:
             outputs["job_name"] = name
+            checkpoints = self.settings.jobs_root / obj.profile / f"{name}-{child.uid}" / "checkpoints"
+            if checkpoints.is_dir() and any(p.is_file() for p in checkpoints.rglob("*")):
+                uri = self.artifacts.uri_for(obj.profile, "runs", obj.name, node_slug(node_id), "checkpoints")
+                try:
+                    saved = self.artifacts.put(checkpoints, uri, profile=obj.profile)
+                except LumiflowError as exc:
+                    self._fail(
+                        node,
+                        f"the job's checkpoints could not be stored: {exc.message}",
+                        now,
+                        events,
+                        node_id,
+                    )
+                    return
+                ref = {
+                    "uri": saved.uri,
+                    "digest": saved.digest,
+                    "size": saved.size,
+                    "type": "Model",
+                    "metadata": {},
+                }
+                outputs["checkpoints"] = {"artifact": ref}
+                produced.append(("checkpoints", _artifact_record("checkpoints", ref)))
         node.outputs = outputs
         node.state = RunState.SUCCEEDED
         node.finishTime = now
+        consumed = [
+            (k, _artifact_record(k, v["artifact"]))
+            for k, v in node.inputs.items()
+            if isinstance(v, dict) and "artifact" in v
+        ]
         self.store.record_execution(
             obj.profile,
             type=kind,
             name=name,
             state="COMPLETE",
             properties={"run": obj.name, "step": node_id},
+            inputs=consumed,
+            outputs=produced,
             contexts=[("PipelineRun", obj.name)],
         )
         events.append(("Normal", "StepSucceeded", f"{node_id}: {kind} {name} succeeded"))
@@ -676,16 +783,28 @@ class PipelineRunController(Controller):
 _PLACEHOLDER = re.compile(r"\$\{inputs\.([A-Za-z0-9_-]+)\}")
 
 
-def _substitute(value: Any, values: dict[str, Any]) -> Any:
+def _artifact_record(name: str, ref: dict[str, Any]) -> ArtifactRecord:
+    return ArtifactRecord(
+        uri=ref["uri"],
+        type=str(ref.get("type") or "Artifact"),
+        name=name,
+        digest=ref.get("digest"),
+        size=ref.get("size"),
+        properties={"metadata": ref.get("metadata") or {}},
+    )
+
+
+def _substitute(value: Any, values: dict[str, Any], *, in_list: bool = False) -> Any:
     """``${inputs.NAME}`` replaced by the step's input; a string that is one placeholder and
-    nothing else becomes the value itself (a number stays a number: ``replicas: ${inputs.n}``)."""
+    nothing else becomes the value itself (``replicas: ${inputs.n}`` stays a number), except
+    in a list (command and args are text)."""
     if isinstance(value, str):
         whole = _PLACEHOLDER.fullmatch(value)
-        if whole is not None and whole.group(1) in values:
+        if whole is not None and whole.group(1) in values and not in_list:
             return values[whole.group(1)]
         return _PLACEHOLDER.sub(lambda m: str(values.get(m.group(1), m.group(0))), value)
     if isinstance(value, dict):
         return {k: _substitute(v, values) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, values) for v in value]
+        return [_substitute(v, values, in_list=True) for v in value]
     return value

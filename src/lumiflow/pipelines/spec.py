@@ -63,7 +63,11 @@ ARGUMENT_KINDS = ("parameter", "constant", "taskOutput", "loopItem", "collected"
 LAUNCH_OUTPUTS: dict[str, dict[str, ParamType]] = {
     "TrainingJob": {"job_name": "str", "phase": "str"},
     "Experiment": {"best_parameters": "dict", "best_value": "float"},
+    "Model": {"model_name": "str", "version": "int"},
 }
+#: Artifacts a launch step produces: a training job's checkpoint directory, stored once it
+#: succeeded (what a later step validates or registers).
+LAUNCH_ARTIFACTS: dict[str, dict[str, str]] = {"TrainingJob": {"checkpoints": "Model"}}
 PLACEHOLDER = re.compile(r"\$\{inputs\.([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -224,7 +228,7 @@ class LaunchSpec(_Model):
     string that is exactly one placeholder becomes the value itself, keeping its type).
     """
 
-    kind: Literal["TrainingJob", "Experiment"]
+    kind: Literal["TrainingJob", "Experiment", "Model"]
     manifest: dict[str, Any]
 
 
@@ -274,14 +278,19 @@ class ComponentSpec(_Model):
             if self.source is not None or self.function is not None:
                 raise ValueError("a launch component has no function or source")
             wanted = LAUNCH_OUTPUTS[self.launch.kind]
+            made = LAUNCH_ARTIFACTS.get(self.launch.kind, {})
             if not self.outputs:
                 self.outputs = {name: OutputSpec(kind="parameter", type=t) for name, t in wanted.items()}
-            got = {name: out.type for name, out in self.outputs.items()}
-            if got != wanted:
-                raise ValueError(f"a {self.launch.kind} step's outputs are {wanted}, not {got}")
-            for name, io in self.inputs.items():
-                if io.kind != "parameter":
-                    raise ValueError(f"input {name!r}: a launch step takes parameters only")
+                for name, artifact_type in made.items():
+                    self.outputs[name] = OutputSpec(kind="artifact", artifactType=artifact_type)
+            got = {name: out.type for name, out in self.outputs.items() if out.kind == "parameter"}
+            got_artifacts = {n: o.artifactType for n, o in self.outputs.items() if o.kind == "artifact"}
+            if got != wanted or (got_artifacts and got_artifacts != made):
+                raise ValueError(f"a {self.launch.kind} step's outputs are {wanted} and {made}, not {got}")
+            if self.launch.kind == "Model":
+                artifacts = [n for n, io in self.inputs.items() if io.kind == "artifact"]
+                if artifacts != ["model"]:
+                    raise ValueError("a model registration takes one artifact input, 'model'")
             for name in placeholders(self.launch.manifest):
                 if name not in self.inputs:
                     raise ValueError(

@@ -25,6 +25,8 @@ from lumiflow.resources.kubeflow import (
     convert_batch_job,
 )
 from lumiflow.resources.meta import ResourceModel
+from lumiflow.resources.model import Model, model_labels
+from lumiflow.resources.model import check_update as model_check_update
 from lumiflow.resources.pipeline import (
     Pipeline,
     PipelineRun,
@@ -239,6 +241,16 @@ def default_registry() -> KindRegistry:
             model=RecurringRun,
             short_names=("rr", "schedule", "schedules"),
             finalizers=(OWNER_FINALIZER,),
+        )
+    )
+    reg.add(
+        KindInfo(
+            kind="Model",
+            plural="models",
+            model=Model,
+            short_names=("mv",),
+            check_update=model_check_update,
+            derived_labels=model_labels,
         )
     )
     reg.add(

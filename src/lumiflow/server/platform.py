@@ -169,6 +169,7 @@ class Platform:
                     self.store,
                     settings=PipelineSettings(
                         runs_root=home / "runs",
+                        jobs_root=home / "jobs",
                         default_cpu=parse_cpu(defaults.cpu),
                         default_memory=parse_memory(defaults.memory),
                         public_url=settings.public_url,
