@@ -7,8 +7,8 @@ cookies, CSRF tokens, a strict Content-Security-Policy). It needs Jinja2 and
 python-multipart (``pip install 'lumiflow[dashboard]'``); without them the API runs alone.
 
 Pages work without JavaScript; one small script (``static/dashboard.js``) refreshes what
-changes by itself (job and experiment phases, replica and trial tables, metric charts) and
-streams logs.
+changes by itself (job, experiment and pipeline run states, replica, trial and step tables,
+metric charts, a run's graph) and streams logs.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def available() -> bool:
 
 
 def create_dashboard(platform: Platform, service: ResourceService, accounts: AccountService) -> FastAPI:
-    from lumiflow.server.dashboard import admin, live, pages, signin, tuning
+    from lumiflow.server.dashboard import admin, live, pages, pipelines, signin, tuning
     from lumiflow.server.dashboard.web import Dashboard, SecurityHeaders
 
     d = Dashboard(platform, service, accounts)
@@ -91,7 +91,7 @@ def create_dashboard(platform: Platform, service: ResourceService, accounts: Acc
         return await error_page(request, 500, "internal error; the server log has the details")
 
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
-    for module in (signin, pages, tuning, live, admin):
+    for module in (signin, pages, tuning, pipelines, live, admin):
         app.include_router(module.routes(d))
     app.add_middleware(SecurityHeaders)
     return app
