@@ -19,7 +19,8 @@ from lumiflow.resources.workload import Workload
 from lumiflow.server.platform import Platform
 
 POLL_SECONDS = 0.2
-TERMINAL = ("Succeeded", "Failed")
+#: Owners' final phases: jobs say Succeeded/Failed; pipeline runs use Kubeflow's upper case.
+TERMINAL = ("Succeeded", "Failed", "SUCCEEDED", "FAILED", "CANCELED")
 
 
 @dataclass
