@@ -24,14 +24,6 @@ from tests.helpers import free_port
 BACKENDS = ["file", "s3", pytest.param("xrootd", marks=pytest.mark.xrootd, id="xrootd")]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "xrootd: runs against a real XRootD server inside a private network namespace "
-        "(tests/artifacts/test_xrootd.py)",
-    )
-
-
 @dataclass
 class ArtifactBackend:
     """One backend under test: where a fresh store's root is, and how to reach it."""

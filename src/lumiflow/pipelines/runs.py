@@ -51,6 +51,8 @@ from lumiflow.store.selectors import parse_selector
 log = logging.getLogger(__name__)
 
 RUN_LABEL = "pipelines.lumiflow.dev/run"
+#: Rounds of planning in one reconcile while steps finish on the spot (cached ones).
+MAX_PLANS_PER_RECONCILE = 1000
 NODE_ANNOTATION = "pipelines.lumiflow.dev/node"
 _SAFE = re.compile(r"[^a-z0-9-]+")
 
@@ -117,7 +119,7 @@ class PipelineRunController(Controller):
         run = PipelineRun.parse(obj.to_manifest())
         if obj.deletion_timestamp is not None:
             return self._finalize(obj)
-        status = run.status.model_copy(deep=True)
+        status = run.status  # parsed for this reconcile: changed in place
         before = status.model_dump(mode="json", exclude_none=True)
         events: list[tuple[str, str, str]] = []
         now = to_rfc3339(utcnow()) or ""
@@ -132,23 +134,33 @@ class PipelineRunController(Controller):
             if node.state in (RunState.RUNNING, RunState.CANCELING) and node.workload:
                 self._sync(obj, run, spec, node_id, node, events, now, terminate=run.spec.terminate)
         params = self._parameters(spec, run.spec.parameters)
-        nodes = {k: v.model_dump(mode="json") for k, v in status.nodes.items()}
-        the_plan, iterations = plan(spec, params, nodes, cancel=run.spec.terminate)
-        for node_id, (state, message) in the_plan.settle.items():
-            node = status.nodes.setdefault(node_id, NodeStatus(task=node_id.rsplit("/", 1)[-1]))
-            if node.state != state:
-                node.state = RunState(state.value)
-                node.message = message or node.message
-                if state.is_terminal():
-                    node.finishTime = now
-                    if state in (NodeState.SKIPPED, NodeState.FAILED):
-                        events.append(("Normal", f"Step{state.value.title()}", f"{node_id}: {message}"))
-                elif node.startTime is None:
-                    node.startTime = now
-        for node_id, count in iterations.items():
-            status.nodes.setdefault(node_id, NodeStatus(task=node_id.rsplit("/", 1)[-1])).iterations = count
-        for start in the_plan.start:
-            self._start(obj, run, spec, start, status, events, now)
+        # Plan, settle and start until nothing more finishes on the spot: a step served from
+        # the cache (or a model registration) ends inside this reconcile, and what depends on
+        # it can start at once rather than at the next wake-up.
+        for _ in range(MAX_PLANS_PER_RECONCILE):
+            nodes = {k: v.model_dump(mode="json") for k, v in status.nodes.items()}
+            the_plan, iterations = plan(spec, params, nodes, cancel=run.spec.terminate)
+            for node_id, (state, message) in the_plan.settle.items():
+                node = status.nodes.setdefault(node_id, NodeStatus(task=node_id.rsplit("/", 1)[-1]))
+                if node.state != state:
+                    node.state = RunState(state.value)
+                    node.message = message or node.message
+                    if state.is_terminal():
+                        node.finishTime = now
+                        if state in (NodeState.SKIPPED, NodeState.FAILED):
+                            events.append(("Normal", f"Step{state.value.title()}", f"{node_id}: {message}"))
+                    elif node.startTime is None:
+                        node.startTime = now
+            for node_id, count in iterations.items():
+                status.nodes.setdefault(
+                    node_id, NodeStatus(task=node_id.rsplit("/", 1)[-1])
+                ).iterations = count
+            ended_before = sum(1 for n in status.nodes.values() if n.state.is_terminal())
+            for start in the_plan.start:
+                self._start(obj, run, spec, start, status, events, now)
+            ended_after = sum(1 for n in status.nodes.values() if n.state.is_terminal())
+            if ended_after == ended_before or the_plan.state.is_terminal():
+                break
         running = any(not n.state.is_terminal() for n in status.nodes.values() if n.workload)
         if the_plan.state.is_terminal() and not running:
             final = RunState(the_plan.state.value)
