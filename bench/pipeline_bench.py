@@ -320,7 +320,9 @@ def lumiflow_run(
     status = run["status"]
     if status["state"] != "SUCCEEDED":
         raise RuntimeError(f"run {name} ended {status['state']}: {status.get('message')}")
-    last = max(status["nodes"].values(), key=lambda n: _t(n["startTime"]) or 0.0)
+    # The chain's end is the step with the highest output (cached steps of one reconcile
+    # share their start time, so time cannot tell them apart).
+    last = max(status["nodes"].values(), key=lambda n: (n.get("outputs") or {}).get("Output") or 0)
     if last.get("outputs", {}).get("Output") != start + steps:
         raise RuntimeError(f"run {name}: the last step says {last.get('outputs')} (want {start + steps})")
     workloads = client.get(
