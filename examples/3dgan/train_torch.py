@@ -316,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         if threads is None and env.distributed and "OMP_NUM_THREADS" not in os.environ:
             log("OMP_NUM_THREADS is not set: ranks on one machine may oversubscribe its cores")
         trainer.run()
+        if env.distributed:
+            # Leave together: a rank whose peer has already closed its connections can abort
+            # in gloo's teardown ("terminate called without an active exception").
+            dist.barrier()
     finally:
         if env.distributed and dist.is_initialized():
             dist.destroy_process_group()
