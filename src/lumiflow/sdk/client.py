@@ -411,9 +411,17 @@ class Client:
         return self.create(doc, profile=profile)
 
     def terminate_run(self, name: str, *, profile: str | None = None) -> dict[str, Any]:
-        run = self.get("pipelinerun", name, profile=profile)
-        run["spec"]["terminate"] = True
-        return self.update(run, profile=profile)
+        """Asks the run to stop; retries when the controller wrote the run meanwhile (409)."""
+        for attempt in range(20):
+            run = self.get("pipelinerun", name, profile=profile)
+            run["spec"]["terminate"] = True
+            try:
+                return self.update(run, profile=profile)
+            except ApiError as exc:
+                if exc.status != 409 or attempt == 19:
+                    raise
+                time.sleep(0.05)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def retry_run(self, name: str, *, profile: str | None = None) -> dict[str, Any]:
         """A new run of the same spec and parameters; the steps that succeeded come from the cache."""
