@@ -731,18 +731,8 @@ class PipelineRunController(Controller):
         *,
         state: str,
     ) -> None:
-        def record(name: str, ref: dict[str, Any]) -> tuple[str, ArtifactRecord]:
-            return name, ArtifactRecord(
-                uri=ref["uri"],
-                type=str(ref.get("type") or "Artifact"),
-                name=name,
-                digest=ref.get("digest"),
-                size=ref.get("size"),
-                properties={"metadata": ref.get("metadata") or {}},
-            )
-
         outs = [
-            record(k, v["artifact"])
+            (k, _artifact_record(k, v["artifact"]))
             for k, v in node.outputs.items()
             if isinstance(v, dict) and "artifact" in v
         ]
@@ -762,7 +752,7 @@ class PipelineRunController(Controller):
                 "parameters": params,
                 "cacheKey": node.cacheKey,
             },
-            inputs=[record(k, v) for k, v in inputs.items()],
+            inputs=[(k, _artifact_record(k, v)) for k, v in inputs.items()],
             outputs=outs,
             contexts=contexts,
         )

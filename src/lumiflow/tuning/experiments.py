@@ -43,6 +43,7 @@ from lumiflow.resources.experiment import (
     render,
     trial_values,
 )
+from lumiflow.resources.tuning_catalog import canonical_algorithm
 from lumiflow.resources.workload import OWNER_FINALIZER
 from lumiflow.store.base import ResourceStore
 from lumiflow.store.model import ObjectRef, StoredObject
@@ -69,6 +70,14 @@ KATIB_COUNTERS = {
     TrialPhase.EARLY_STOPPED: ("trialsEarlyStopped", "earlyStoppedTrialList"),
     TrialPhase.METRICS_UNAVAILABLE: ("trialMetricsUnavailable", "metricsUnavailableTrialList"),
 }
+
+
+def stops_early(exp: Experiment) -> bool:
+    """Whether running trials are judged step by step (early stopping, or Katib's hyperband)."""
+    return (
+        exp.spec.earlyStopping is not None
+        or canonical_algorithm(exp.spec.algorithm.algorithmName) == "hyperband"
+    )
 
 
 def trial_name(experiment: str, number: int) -> str:
@@ -123,9 +132,7 @@ class ExperimentController(Controller):
         else:
             search = self._search(exp, obj, len(trials))
             study = search.study(observed)
-            pruning = (
-                exp.spec.earlyStopping is not None or exp.spec.algorithm.algorithmName.lower() == "hyperband"
-            )
+            pruning = stops_early(exp)
             if pruning:
                 for o in observed:
                     live = o.phase in (TrialPhase.CREATED, TrialPhase.RUNNING) and o.trial.spec.stop is None
@@ -199,10 +206,7 @@ class ExperimentController(Controller):
             values = [observation.value(n, objective.strategy(n)) for n in objective.objective_names]
             if all(v is not None for v in values):
                 o.values = [float(v) for v in values if v is not None]
-        needs_steps = (
-            exp.spec.earlyStopping is not None or exp.spec.algorithm.algorithmName.lower() == "hyperband"
-        )
-        if needs_steps:
+        if stops_early(exp):
             self._intermediate(o, objective.objectiveMetricName, owner)
         return o
 
