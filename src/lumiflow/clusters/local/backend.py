@@ -53,6 +53,7 @@ from lumiflow.clusters.local.files import (
     write_json,
 )
 from lumiflow.clusters.local.supervise import SHIM, ForkServer, Watcher
+from lumiflow.clusters.local.warm import DEFAULT_PRELOAD, python_launch
 from lumiflow.common.errors import ClusterError, NotFound, ValidationFailed
 from lumiflow.common.quantity import QuantityError, Resources, parse_count, parse_cpu, parse_memory
 
@@ -115,7 +116,16 @@ class LocalCluster(ClusterBackend):
         super().__init__(name=name, options=options, home=home, notify=notify)
         self.root = home / "clusters" / name
         self.root.mkdir(parents=True, exist_ok=True)
-        allowed = {"capacity", "gpus", "inherit_env", "host", "python", "fork_server"}
+        allowed = {
+            "capacity",
+            "gpus",
+            "inherit_env",
+            "host",
+            "python",
+            "fork_server",
+            "warm_python",
+            "preload",
+        }
         unknown = set(self.options) - allowed
         if unknown:
             raise ValidationFailed(
@@ -133,6 +143,17 @@ class LocalCluster(ClusterBackend):
         self._watcher.start()
         use_fork_server = bool(self.options.get("fork_server", True))
         self._forkserver: ForkServer | None = ForkServer(self.python) if use_fork_server else None
+        # Python replicas fork off a warm interpreter (see warm.py) unless warm_python: false.
+        self._warm_env = self._base_env()
+        self._warm: ForkServer | None = None
+        if use_fork_server and bool(self.options.get("warm_python", True)):
+            preload = self.options.get("preload", DEFAULT_PRELOAD)
+            if not isinstance(preload, list | tuple) or not all(isinstance(m, str) for m in preload):
+                raise ValidationFailed(
+                    f"cluster {name}: preload must be a list of module names",
+                    field=f"clusters.{name}.options.preload",
+                )
+            self._warm = ForkServer(self.python, preload=tuple(preload), env=self._warm_env)
 
     # --- capacity --------------------------------------------------------------------
 
@@ -239,14 +260,16 @@ class LocalCluster(ClusterBackend):
                 resolve_placeholders(value, names)
 
     def _start_shim(
-        self, rdir: Path, lock_fd: int, start_w: int
+        self, rdir: Path, lock_fd: int, start_w: int, *, warm: bool = False
     ) -> tuple[int, subprocess.Popen[bytes] | None]:
-        """Starts the replica's shim: forked by the fork server, else as its own process."""
-        if self._forkserver is not None:
-            try:
-                return self._forkserver.spawn(rdir, lock_fd, start_w), None
-            except OSError as exc:
-                log.warning("shim fork server unavailable (%s); starting shims directly", exc)
+        """Starts the replica's shim: forked by the (warm) fork server, else as its own process
+        (which execs the command, Python or not)."""
+        for server in (self._warm if warm else None, self._forkserver):
+            if server is not None:
+                try:
+                    return server.spawn(rdir, lock_fd, start_w), None
+                except OSError as exc:
+                    log.warning("shim fork server unavailable (%s); starting shims another way", exc)
         with open(rdir / "shim.log", "ab") as shim_log:  # the shim keeps its own copy
             popen = subprocess.Popen(
                 [self.python, "-S", "-I", str(SHIM), str(rdir), str(start_w)],
@@ -302,11 +325,16 @@ class LocalCluster(ClusterBackend):
                     "ports": info["ports"],
                     "host": info["host"],
                 }
+                warm = None
+                if self._warm is not None:
+                    warm = python_launch(argv, env, python=self.python, server_env=self._warm_env)
+                    if warm is not None:
+                        launch["python"] = warm
                 write_json(rdir / "launch.json", launch)  # for people and for stop()
                 write_bytes(rdir / "launch.bin", marshal.dumps(launch))  # for the shim: no json import
                 start_r, start_w = os.pipe()
                 try:
-                    pid, popen = self._start_shim(rdir, lock_fd, start_w)
+                    pid, popen = self._start_shim(rdir, lock_fd, start_w, warm=warm is not None)
                 except OSError as exc:
                     os.close(start_r)
                     errors.append(f"{replica.name}: cannot start supervisor: {exc}")
@@ -545,5 +573,6 @@ class LocalCluster(ClusterBackend):
 
     def close(self) -> None:
         self._watcher.close()
-        if self._forkserver is not None:
-            self._forkserver.close()
+        for server in (self._forkserver, self._warm):
+            if server is not None:
+                server.close()

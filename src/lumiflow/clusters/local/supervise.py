@@ -22,6 +22,7 @@ from lumiflow.clusters.base import Notify
 log = logging.getLogger(__name__)
 
 SHIM = Path(__file__).with_name("shim.py")
+CMDLINE_ROOM = 4096  # bytes of command line a replica forked by a warm fork server can show
 
 
 class Watcher(threading.Thread):
@@ -84,14 +85,22 @@ class Watcher(threading.Thread):
 class ForkServer:
     """Starts shims by asking a small fork server (``shim.py --serve``) to fork one.
 
+    A *warm* fork server (``preload`` given) runs with site-packages and imports the preloads
+    first; its shims start a ``python SCRIPT`` / ``python -m MODULE`` replica by forking that
+    warm interpreter instead of exec'ing a new one (see ``shim._run_python``).
+
     Forking that single-threaded, already-initialised process costs about a millisecond;
     starting an interpreter for each shim costs 15-20 ms on this kind of machine, on the
     critical path of every job. If the fork server cannot be started or dies, ``spawn``
     raises OSError and the caller starts the shim as a process of its own instead.
     """
 
-    def __init__(self, python: str) -> None:
+    def __init__(
+        self, python: str, *, preload: tuple[str, ...] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.python = python
+        self.preload = preload
+        self.env = env
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -99,11 +108,25 @@ class ForkServer:
     def _start(self) -> socket.socket:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            if self.preload is None:  # standard library only, as a shim started directly
+                argv = [self.python, "-S", "-I", str(SHIM), "--serve", str(theirs.fileno())]
+            else:  # warm: site-packages and the preloads imported, with the replicas' environment
+                argv = [
+                    self.python,
+                    str(SHIM),
+                    "--serve",
+                    str(theirs.fileno()),
+                    "--preload",
+                    ",".join(self.preload),
+                    "--room",  # room for the forked replicas' command lines (shim._set_cmdline)
+                    "." * CMDLINE_ROOM,
+                ]
             self._proc = subprocess.Popen(
-                [self.python, "-S", "-I", str(SHIM), "--serve", str(theirs.fileno())],
+                argv,
                 stdin=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),),
                 close_fds=True,
+                env=self.env,
             )
         except OSError:
             ours.close()
