@@ -317,6 +317,43 @@ def test_list_owner_uid_filter_follows_the_controller_reference(store: ResourceS
     assert owned_by(other) == ["trial-2"]
 
 
+def test_versions_and_get_many_let_an_owner_reread_only_what_changed(store: ResourceStore) -> None:
+    from lumiflow.store.owned import OwnedObjects
+
+    parent = store.create(new_object("parent", kind="Experiment"))
+    t1 = store.create(new_object("trial-1", owner=parent))
+    t2 = store.create(new_object("trial-2", owner=parent))
+    store.create(new_object("elsewhere", owner=parent, profile="team-b"))
+    store.create(new_object("orphan"))
+    assert store.versions(KIND, profile="team-a", owner_uid=parent.uid) == {t1.uid: 1, t2.uid: 1}
+    assert {o.name for o in store.get_many([t2.uid, t1.uid, t1.uid, "no-such-uid"])} == {"trial-1", "trial-2"}
+    assert store.get_many([]) == []
+
+    owned = OwnedObjects(store, KIND)
+    assert [o.name for o in owned.list(parent)] == ["trial-1", "trial-2"]
+    reads: list[list[str]] = []
+    real_get_many = store.get_many
+
+    def counting(uids: list[str]) -> list[StoredObject]:
+        reads.append(sorted(uids))
+        return real_get_many(uids)
+
+    store.get_many = counting  # type: ignore[method-assign]
+    try:
+        assert [o.name for o in owned.list(parent)] == ["trial-1", "trial-2"]
+        assert reads == []  # nothing changed: nothing read in full
+        store.update_status(KIND, "team-a", "trial-2", {"phase": "Running"})
+        t3 = store.create(new_object("trial-0", owner=parent))
+        listed = owned.list(parent)
+        assert [o.name for o in listed] == ["trial-0", "trial-1", "trial-2"]
+        assert listed[2].status == {"phase": "Running"}
+        assert reads == [sorted([t2.uid, t3.uid])]
+        store.purge(KIND, "team-a", "trial-1")
+        assert [o.name for o in owned.list(parent)] == ["trial-0", "trial-2"]
+    finally:
+        del store.get_many
+
+
 SELECTOR_CASES = [
     ("tier=gpu", ["a", "c"]),
     ("tier==gpu", ["a", "c"]),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from lumiflow.common.errors import NotFound
 from lumiflow.store.model import (
     ArtifactRecord,
     Change,
@@ -95,6 +96,24 @@ class ResourceStore(ABC):
         no phase yet. Pagination is by keyset: a page never repeats or skips an object that
         exists for the whole listing. Raises BadRequest for a malformed continue token.
         """
+
+    def versions(self, kind: str, *, profile: str, owner_uid: str) -> dict[str, int]:
+        """uid → resourceVersion of the ``kind`` objects ``owner_uid`` owns in ``profile``:
+        with :meth:`get_many`, a controller that keeps the objects it read re-reads only those
+        that changed (an Experiment with hundreds of Trials is reconciled on every change)."""
+        return {
+            o.uid: o.resource_version for o in self.list(kind, profile=profile, owner_uid=owner_uid).items
+        }
+
+    def get_many(self, uids: Sequence[str]) -> builtins.list[StoredObject]:
+        """The objects with these uids that exist (in no particular order)."""
+        found: builtins.list[StoredObject] = []
+        for uid in uids:
+            try:
+                found.append(self.get_by_uid(uid))
+            except NotFound:
+                continue
+        return found
 
     @abstractmethod
     def count(self, kind: str, *, phases: Iterable[str] | None = None) -> dict[str, int]:

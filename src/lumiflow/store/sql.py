@@ -178,6 +178,24 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
         with self._read() as conn:
             return self._select_one(conn, kind, profile, name)
 
+    def versions(self, kind: str, *, profile: str, owner_uid: str) -> dict[str, int]:
+        query = sa.select(_R.c.uid, _R.c.resource_version).where(
+            _R.c.kind == kind, _R.c.profile == profile, _R.c.owner_uid == owner_uid
+        )
+        with self._read() as conn:
+            return {row.uid: row.resource_version for row in conn.execute(query)}
+
+    def get_many(self, uids: Sequence[str]) -> builtins.list[StoredObject]:
+        found: builtins.list[StoredObject] = []
+        wanted = list(dict.fromkeys(uids))
+        with self._read() as conn:
+            for start in range(0, len(wanted), 500):  # bounded IN lists
+                chunk = wanted[start : start + 500]
+                found.extend(
+                    _row_to_object(r) for r in conn.execute(sa.select(_R).where(_R.c.uid.in_(chunk)))
+                )
+        return found
+
     def get_by_uid(self, uid: str) -> StoredObject:
         with self._read() as conn:
             row = conn.execute(_SELECT_UID, {"b_uid": uid}).first()

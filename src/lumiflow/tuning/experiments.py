@@ -47,6 +47,7 @@ from lumiflow.resources.tuning_catalog import canonical_algorithm
 from lumiflow.resources.workload import OWNER_FINALIZER
 from lumiflow.store.base import ResourceStore
 from lumiflow.store.model import ObjectRef, StoredObject
+from lumiflow.store.owned import OwnedObjects
 from lumiflow.tuning.algorithms import resource_name
 from lumiflow.tuning.search import Observed, Search
 from lumiflow.tuning.space import assignments
@@ -100,6 +101,7 @@ class ExperimentController(Controller):
         self.collector = collector
         self._searches: dict[str, _Cached] = {}
         self._trial_cache: dict[str, tuple[int, Trial]] = {}
+        self._owned = OwnedObjects(store, "Trial")
 
     def reconcile(self, key: ObjectRef) -> Result:
         try:
@@ -183,7 +185,7 @@ class ExperimentController(Controller):
     # --- reading --------------------------------------------------------------------------
 
     def _trials(self, obj: StoredObject) -> list[StoredObject]:
-        return self.store.list("Trial", profile=obj.profile, owner_uid=obj.uid).items
+        return self._owned.list(obj)
 
     def _parsed(self, obj: StoredObject) -> Trial:
         """The Trial model, parsed once per resourceVersion (an experiment with hundreds of
@@ -449,6 +451,7 @@ class ExperimentController(Controller):
                         pass
             return Result(requeue_after=1.0)
         self._searches.pop(obj.uid, None)
+        self._owned.forget(obj.uid)
         if OWNER_FINALIZER in obj.finalizers:
             self.store.update(obj.copy(finalizers=[f for f in obj.finalizers if f != OWNER_FINALIZER]))
         return DONE

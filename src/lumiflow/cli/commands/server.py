@@ -197,6 +197,11 @@ def _serve(home: Path, settings: Settings, log_level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The server's threads (API, controllers, scheduler) mostly hand work to each other; a
+    # thread woken by a store change waits for the GIL up to the switch interval while another
+    # computes. 1 ms instead of Python's 5 ms: a tuning run's per-trial hand-offs measured
+    # ~3 % faster end to end (bench/tune_bench.py), for a little more switching.
+    sys.setswitchinterval(0.001)
     platform = Platform(settings)
     new_token = platform.bootstrap_admin()
     app = create_app(platform)
