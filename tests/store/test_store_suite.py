@@ -615,8 +615,12 @@ def test_subscribers_hear_each_committed_change_after_commit(store: ResourceStor
         Change("Experiment", "team-a", "exp", parent.uid, None, "created"),
         Change(KIND, "team-a", "trial", child.uid, parent.uid, "created", "Experiment", "exp"),
         Change(KIND, "team-a", "trial", child.uid, parent.uid, "updated", "Experiment", "exp"),
-        Change(KIND, "team-a", "trial", child.uid, parent.uid, "status", "Experiment", "exp"),
-        Change(KIND, "team-a", "trial", child.uid, parent.uid, "deleted", "Experiment", "exp"),
+        Change(
+            KIND, "team-a", "trial", child.uid, parent.uid, "status", "Experiment", "exp", phase="Running"
+        ),
+        Change(
+            KIND, "team-a", "trial", child.uid, parent.uid, "deleted", "Experiment", "exp", phase="Running"
+        ),
     ]
     assert other == changes
     seen = [h[1] for h in heard]

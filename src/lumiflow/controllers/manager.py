@@ -125,6 +125,11 @@ class Controller(ABC):
     kind: str
     #: Kinds whose changes wake the owner of the changed object (by owner uid).
     owns: tuple[str, ...] = ()
+    #: True: a status write of an owned object wakes this controller only when it changed the
+    #: object's phase (its creation, spec changes and deletion always do). For owners that
+    #: look only at their children's phases; each intermediate status write of a child would
+    #: otherwise cost a reconcile of the owner.
+    wake_on_child_phase_only: bool = False
 
     def __init__(self, store: ResourceStore) -> None:
         self.store = store
@@ -150,6 +155,7 @@ class ControllerManager:
         self.controllers: dict[str, Controller] = {}
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self._child_phases: dict[str, str] = {}  # uid -> phase, for wake_on_child_phase_only
         store.subscribe(self._on_change)
 
     def add(self, controller: Controller) -> None:
@@ -168,8 +174,23 @@ class ControllerManager:
             controller.queue.add(ObjectRef(change.kind, change.profile, change.name))
         if change.owner_kind and change.owner_name:
             owner_ctl = self.controllers.get(change.owner_kind)
-            if owner_ctl is not None and change.kind in owner_ctl.owns:
+            if (
+                owner_ctl is not None
+                and change.kind in owner_ctl.owns
+                and self._owner_cares(owner_ctl, change)
+            ):
                 owner_ctl.queue.add(ObjectRef(change.owner_kind, change.profile, change.owner_name))
+
+    def _owner_cares(self, owner: Controller, change: Change) -> bool:
+        if not owner.wake_on_child_phase_only:
+            return True
+        if change.type == "deleted":
+            self._child_phases.pop(change.uid, None)
+            return True
+        before = self._child_phases.get(change.uid)
+        self._child_phases[change.uid] = change.phase
+        # Unknown before (a restart, or an object made before this server): wake to be safe.
+        return change.type != "status" or before != change.phase
 
     def start(self) -> None:
         for controller in self.controllers.values():

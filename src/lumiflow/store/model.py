@@ -207,6 +207,8 @@ class Change:
     owner_name: str | None = None
     #: Who made the change, when the writer said so (see StatusWrite.writer).
     writer: str | None = None
+    #: The object's ``status.phase`` after the change ("" when it has none).
+    phase: str = ""
 
 
 @dataclass(frozen=True, slots=True)

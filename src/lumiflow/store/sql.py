@@ -161,6 +161,7 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
             owner_kind=owner.get("kind") if owner else None,
             owner_name=owner.get("name") if owner else None,
             writer=writer,
+            phase=_phase_of(obj.status),
         )
 
     def _select_one(

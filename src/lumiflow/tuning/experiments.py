@@ -95,6 +95,7 @@ class _Cached:
 class ExperimentController(Controller):
     kind = "Experiment"
     owns = ("Trial",)
+    wake_on_child_phase_only = True  # summaries count finished trials; pruning polls
 
     def __init__(self, store: ResourceStore, *, collector: MetricsCollector) -> None:
         super().__init__(store)

@@ -88,6 +88,7 @@ def observation_of(records: list[Any], names: list[str]) -> Observation:
 class TrialController(Controller):
     kind = "Trial"
     owns = ("TrainingJob",)
+    wake_on_child_phase_only = True  # metrics are read on its own resync
 
     def __init__(self, store: ResourceStore, *, registry: KindRegistry, collector: MetricsCollector) -> None:
         super().__init__(store)
