@@ -35,6 +35,7 @@ from lumiflow.pipelines.recurring import RecurringRunController
 from lumiflow.pipelines.runs import PipelineRunController, PipelineSettings
 from lumiflow.resources import Membership, Profile, default_registry
 from lumiflow.resources.profile import PERSONAL_LABEL
+from lumiflow.resources.workload import ACTIVE_PHASES
 from lumiflow.scheduler import Scheduler
 from lumiflow.store import SQLStore, StoredObject
 from lumiflow.store.model import Change
@@ -192,8 +193,14 @@ class Platform:
             self._workload_controller.on_backend_change(cluster, gang_id)
 
     def _wake_scheduler_on(self, change: Change) -> None:
-        if change.kind in ("Workload", "Profile") and change.writer != "scheduler":
-            self.scheduler.wake()
+        if change.kind not in ("Workload", "Profile") or change.writer == "scheduler":
+            return
+        # A Workload's status write while it holds its resources (launching, replicas starting
+        # or running) changes nothing the scheduler decides on; its creation, spec changes,
+        # deletion, return to the queue and end do.
+        if change.kind == "Workload" and change.type == "status" and change.phase in ACTIVE_PHASES:
+            return
+        self.scheduler.wake()
 
     # --- life ----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import builtins
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,19 @@ def make_engine(url: str, *, pool_size: int = 8) -> sa.Engine:
     )
 
 
+_WRITER_LOCKS: dict[str, Any] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _sqlite_writers(url: str) -> Any:
+    """One lock per database file for every store object of this process (see ``_write``)."""
+    key = url
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        key = str(Path(url[len("sqlite:///") :]).resolve())
+    with _WRITER_LOCKS_GUARD:
+        return _WRITER_LOCKS.setdefault(key, threading.RLock())
+
+
 class SQLBase:
     """Engine, transactions and change notifications, shared by the store's parts."""
 
@@ -80,6 +93,9 @@ class SQLBase:
         self.inline_reads = url.startswith("sqlite")
         self._subscribers: builtins.list[Subscriber] = []
         self._lock = threading.Lock()
+        self._writers: AbstractContextManager[Any] = (
+            _sqlite_writers(url) if url.startswith("sqlite") else nullcontext()
+        )
         try:
             ensure_schema(self.engine, create_if_empty=create_schema)
         except OperationalError as exc:
@@ -92,17 +108,24 @@ class SQLBase:
 
     @contextmanager
     def _write(self) -> Iterator[tuple[sa.Connection, list[Change]]]:
-        """One write transaction; changes are announced after a successful commit only."""
+        """One write transaction; changes are announced after a successful commit only.
+
+        On SQLite the writers of this process take turns on a lock of their own first: SQLite
+        makes a writer that finds the database locked sleep and retry (1, 2, 5, 10 ... ms),
+        which put several milliseconds on every contended hand-off between controllers; a
+        thread waiting on a lock runs as soon as the other commits. (Other processes still
+        queue on SQLite's own lock.)"""
         changes: builtins.list[Change] = []
-        try:
-            with self.engine.connect().execution_options(lumiflow_write=True) as conn, conn.begin():
-                yield conn, changes
-        except IntegrityError as exc:
-            raise AlreadyExists(f"already exists: {exc.orig}") from exc
-        except OperationalError as exc:
-            raise StoreUnavailable(f"database error: {exc.orig}") from exc
-        except DBAPIError as exc:
-            raise StoreUnavailable(f"database error: {exc.orig}") from exc
+        with self._writers:
+            try:
+                with self.engine.connect().execution_options(lumiflow_write=True) as conn, conn.begin():
+                    yield conn, changes
+            except IntegrityError as exc:
+                raise AlreadyExists(f"already exists: {exc.orig}") from exc
+            except OperationalError as exc:
+                raise StoreUnavailable(f"database error: {exc.orig}") from exc
+            except DBAPIError as exc:
+                raise StoreUnavailable(f"database error: {exc.orig}") from exc
         self._announce(changes)
 
     @contextmanager

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,14 +135,22 @@ class ExperimentController(Controller):
             self._stop_all(observed, "Killed", f"experiment {obj.name} has ended")
         else:
             search = self._search(exp, obj, len(trials))
-            study = search.study(observed)
+            # Built from every trial: only when a pruner judges or a trial is to be sampled
+            # (most wakes are a trial starting, with no free slot).
+            built: list[object] = []
+
+            def study() -> Any:
+                if not built:
+                    built.append(search.study(observed))
+                return built[0]
+
             pruning = stops_early(exp)
             if pruning:
                 for o in observed:
                     live = o.phase in (TrialPhase.CREATED, TrialPhase.RUNNING) and o.trial.spec.stop is None
                     if not (live and o.intermediate):
                         continue
-                    prune, notes = search.should_prune(study, o.name)
+                    prune, notes = search.should_prune(study(), o.name)
                     if prune:
                         self._request_stop(
                             o,
@@ -286,7 +295,12 @@ class ExperimentController(Controller):
         return None
 
     def _create_trials(
-        self, obj: StoredObject, exp: Experiment, search: Search, study: object, observed: list[Observed]
+        self,
+        obj: StoredObject,
+        exp: Experiment,
+        search: Search,
+        study: Callable[[], Any],
+        observed: list[Observed],
     ) -> list[str]:
         spec = exp.spec
         active = sum(1 for o in observed if not o.phase.is_terminal())
@@ -301,7 +315,7 @@ class ExperimentController(Controller):
         next_number = max((o.trial.spec.number for o in observed), default=-1) + 1
         step_key = resource_name(spec.algorithm.algorithmName, spec.algorithm.settings, spec.earlyStopping)
         for _ in range(max(0, room)):
-            params, attrs = search.ask(study)  # type: ignore[arg-type]
+            params, attrs = search.ask(study())
             values = dict(assignments(spec.parameters, params, grid=search.grid))
             name = trial_name(obj.name, next_number)
             rendered = render(
