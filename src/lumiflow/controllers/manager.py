@@ -126,9 +126,10 @@ class Controller(ABC):
     #: Kinds whose changes wake the owner of the changed object (by owner uid).
     owns: tuple[str, ...] = ()
     #: True: a status write of an owned object wakes this controller only when it changed the
-    #: object's phase (its creation, spec changes and deletion always do). For owners that
-    #: look only at their children's phases; each intermediate status write of a child would
-    #: otherwise cost a reconcile of the owner.
+    #: object's phase (spec changes and deletion always do; a creation only when the child
+    #: has a phase already). For owners that make their children themselves and look only at
+    #: their phases; each intermediate status write of a child would otherwise cost a
+    #: reconcile of the owner.
     wake_on_child_phase_only: bool = False
 
     def __init__(self, store: ResourceStore) -> None:
@@ -189,6 +190,10 @@ class ControllerManager:
             return True
         before = self._child_phases.get(change.uid)
         self._child_phases[change.uid] = change.phase
+        if change.type == "created":
+            # Such owners make their children themselves; the first phase a child's controller
+            # writes wakes them.
+            return change.phase != ""
         # Unknown before (a restart, or an object made before this server): wake to be safe.
         return change.type != "status" or before != change.phase
 
