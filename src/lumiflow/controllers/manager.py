@@ -144,6 +144,12 @@ class Controller(ABC):
         for obj in self.store.list(self.kind).items:
             yield obj.ref
 
+    def child_wake_delay(self, change: Change) -> float:
+        """How long after a change of an owned object this controller looks (default: at
+        once). An owner that a change does not need to hurry can leave the moment to the
+        work the change starts (see TrainingJobController)."""
+        return 0.0
+
     def on_start(self) -> None:  # noqa: B027 - optional hook
         """Runs once before the workers start (re-attach to what runs already)."""
 
@@ -180,7 +186,10 @@ class ControllerManager:
                 and change.kind in owner_ctl.owns
                 and self._owner_cares(owner_ctl, change)
             ):
-                owner_ctl.queue.add(ObjectRef(change.owner_kind, change.profile, change.owner_name))
+                delay = owner_ctl.child_wake_delay(change)
+                owner_ctl.queue.add_after(
+                    ObjectRef(change.owner_kind, change.profile, change.owner_name), delay
+                )
 
     def _owner_cares(self, owner: Controller, change: Change) -> bool:
         if not owner.wake_on_child_phase_only:

@@ -63,9 +63,12 @@ from lumiflow.resources.workload import (
     WorkloadStatus,
 )
 from lumiflow.store.base import ResourceStore
-from lumiflow.store.model import ObjectRef, StoredObject
+from lumiflow.store.model import Change, ObjectRef, StoredObject
 
 log = logging.getLogger(__name__)
+
+#: Seconds after a Workload's admission that its job looks at it (see child_wake_delay).
+ADMITTED_LOOK_DELAY = 0.25
 
 
 @dataclass
@@ -95,6 +98,15 @@ class _Pending:
 class TrainingJobController(Controller):
     kind = "TrainingJob"
     owns = ("Workload",)
+
+    def child_wake_delay(self, change: Change) -> float:
+        # Its admission only adds "starting on cluster X" to the job's message; the Workload
+        # controller launches the gang at that very moment, and the replicas' start (a write
+        # of the Workload controller) wakes the job anyway. Looking a little later keeps this
+        # reconcile off the launch's critical path (measured: ~4 ms per trial on 2 cores).
+        if change.writer == "scheduler" and change.phase == WorkloadPhase.ADMITTED.value:
+            return ADMITTED_LOOK_DELAY
+        return 0.0
 
     def __init__(self, store: ResourceStore, *, settings: JobSettings) -> None:
         super().__init__(store)

@@ -139,12 +139,13 @@ class ExperimentController(Controller):
             # (most wakes are a trial starting, with no free slot).
             built: list[object] = []
 
+            pruning = stops_early(exp)
+
             def study() -> Any:
                 if not built:
-                    built.append(search.study(observed))
+                    built.append(search.study(observed, to_prune=pruning))
                 return built[0]
 
-            pruning = stops_early(exp)
             if pruning:
                 for o in observed:
                     live = o.phase in (TrialPhase.CREATED, TrialPhase.RUNNING) and o.trial.spec.stop is None

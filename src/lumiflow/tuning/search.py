@@ -88,7 +88,19 @@ class Search:
         space = search_space(spec.parameters, grid=grid)
         return cls(sampler, pruner, space, directions, grid, uid, study_name=study_name or uid)
 
-    def study(self, observed: Sequence[Observed]) -> optuna.Study:
+    def study(self, observed: Sequence[Observed], *, to_prune: bool = True) -> optuna.Study:
+        """The Optuna study of the experiment's trials. A random sampler draws without looking
+        at them: when nothing is to be pruned, its study is left empty (building one costs
+        ~4 ms per 100 trials, on every trial's end)."""
+        if not to_prune and type(self.sampler) is optuna.samplers.RandomSampler:
+            self.numbers = {}
+            return optuna.create_study(
+                storage=InMemoryStorage(),
+                sampler=self.sampler,
+                pruner=self.pruner,
+                study_name=self.study_name,
+                directions=self.directions,
+            )
         study = optuna.create_study(
             storage=InMemoryStorage(),
             sampler=self.sampler,
