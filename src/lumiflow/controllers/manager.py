@@ -144,10 +144,10 @@ class Controller(ABC):
         for obj in self.store.list(self.kind).items:
             yield obj.ref
 
-    def child_wake_delay(self, change: Change) -> float:
+    def child_wake_delay(self, change: Change) -> float | None:
         """How long after a change of an owned object this controller looks (default: at
-        once). An owner that a change does not need to hurry can leave the moment to the
-        work the change starts (see TrainingJobController)."""
+        once); None: the change does not concern it. An owner that a change does not need to
+        hurry can leave the moment to the work the change starts (see TrainingJobController)."""
         return 0.0
 
     def on_start(self) -> None:  # noqa: B027 - optional hook
@@ -187,9 +187,9 @@ class ControllerManager:
                 and self._owner_cares(owner_ctl, change)
             ):
                 delay = owner_ctl.child_wake_delay(change)
-                owner_ctl.queue.add_after(
-                    ObjectRef(change.owner_kind, change.profile, change.owner_name), delay
-                )
+                if delay is not None:
+                    ref = ObjectRef(change.owner_kind, change.profile, change.owner_name)
+                    owner_ctl.queue.add_after(ref, delay)
 
     def _owner_cares(self, owner: Controller, change: Change) -> bool:
         if not owner.wake_on_child_phase_only:

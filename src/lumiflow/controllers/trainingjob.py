@@ -99,7 +99,9 @@ class TrainingJobController(Controller):
     kind = "TrainingJob"
     owns = ("Workload",)
 
-    def child_wake_delay(self, change: Change) -> float:
+    def child_wake_delay(self, change: Change) -> float | None:
+        if change.type == "created":
+            return None  # made by this controller, which knows it
         # Its admission only adds "starting on cluster X" to the job's message; the Workload
         # controller launches the gang at that very moment, and the replicas' start (a write
         # of the Workload controller) wakes the job anyway. Looking a little later keeps this

@@ -39,7 +39,7 @@ from lumiflow.resources.experiment import (
 from lumiflow.resources.registry import KindRegistry, prepare
 from lumiflow.resources.workload import OWNER_FINALIZER
 from lumiflow.store.base import ResourceStore
-from lumiflow.store.model import ObjectRef, StoredObject
+from lumiflow.store.model import Change, ObjectRef, StoredObject
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,10 @@ class TrialController(Controller):
     kind = "Trial"
     owns = ("TrainingJob",)
     wake_on_child_phase_only = True  # metrics are read on its own resync
+
+    def child_wake_delay(self, change: Change) -> float | None:
+        # A job waiting to start (Pending, Queued) changes nothing in its trial.
+        return None if change.phase in ("Pending", "Queued") else 0.0
 
     def __init__(self, store: ResourceStore, *, registry: KindRegistry, collector: MetricsCollector) -> None:
         super().__init__(store)
