@@ -41,6 +41,8 @@ class Scheduler:
         self.on_pass: Callable[[int], None] | None = None
         #: Parsed Workloads by uid, with the resourceVersion they were parsed at.
         self._parsed: dict[str, tuple[int, Workload]] = {}
+        #: Each profile's quota and home cluster by uid, with the resourceVersion read.
+        self._profile_terms: dict[str, tuple[int, Limits, str | None]] = {}
 
     # --- life ----------------------------------------------------------------------------
 
@@ -75,15 +77,24 @@ class Scheduler:
     # --- one pass ------------------------------------------------------------------------
 
     def _profiles(self) -> dict[str, ProfileView]:
+        """Fresh views (a pass adds usage to them) over each profile's terms, which are parsed
+        once per resourceVersion."""
         views: dict[str, ProfileView] = {}
+        terms: dict[str, tuple[int, Limits, str | None]] = {}
         for obj in self.store.list("Profile").items:
-            try:
-                profile = Profile.parse(obj.to_manifest())
-                limits = profile.spec.resourceQuotaSpec.limits()
-                home = profile.spec.cluster
-            except LumiflowError:
-                limits, home = Limits(cpu=0, memory=0, gpu=0, workloads=0), None
+            cached = self._profile_terms.get(obj.uid)
+            if cached is not None and cached[0] == obj.resource_version:
+                _, limits, home = cached
+            else:
+                try:
+                    profile = Profile.parse(obj.to_manifest())
+                    limits = profile.spec.resourceQuotaSpec.limits()
+                    home = profile.spec.cluster
+                except LumiflowError:
+                    limits, home = Limits(cpu=0, memory=0, gpu=0, workloads=0), None
+            terms[obj.uid] = (obj.resource_version, limits, home)
             views[obj.name] = ProfileView(name=obj.name, limits=limits, home_cluster=home)
+        self._profile_terms = terms
         return views
 
     def run_once(self) -> int:
