@@ -144,7 +144,7 @@ class TrialController(Controller):
                         now=now,
                     )
                     events.append(("Normal", "JobCreated", f"created TrainingJob {obj.name}"))
-                    result = Result(requeue_after=RUNNING_RESYNC)
+                    # The job's phases wake the trial from here on (and the periodic resync).
         elif stop is not None:
             result = self._stop(obj, trial, job, status, now)
         elif job.phase in FINISHED:

@@ -237,8 +237,11 @@ def _run_python(launch: dict[str, object]) -> None:
     assert isinstance(spec, dict)
     env = launch["env"]
     assert isinstance(env, dict)
-    os.environ.clear()
-    os.environ.update(env)
+    for key in [k for k in os.environ if k not in env]:
+        del os.environ[key]
+    for key, value in env.items():  # most are the fork server's already
+        if os.environ.get(key) != value:
+            os.environ[key] = value
     unbuffered = bool(spec.get("unbuffered")) or bool(env.get("PYTHONUNBUFFERED"))
     sys.stdin = sys.__stdin__ = _stdio(0, "r", sys.stdin, False)  # type: ignore[misc]
     sys.stdout = sys.__stdout__ = _stdio(1, "w", sys.stdout, unbuffered)  # type: ignore[misc]
