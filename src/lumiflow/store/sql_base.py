@@ -112,9 +112,8 @@ class SQLBase:
 
         On SQLite the writers of this process take turns on a lock of their own first: SQLite
         makes a writer that finds the database locked sleep and retry (1, 2, 5, 10 ... ms),
-        which put several milliseconds on every contended hand-off between controllers; a
-        thread waiting on a lock runs as soon as the other commits. (Other processes still
-        queue on SQLite's own lock.)"""
+        while a thread waiting on a lock runs as soon as the other commits. (Other processes
+        still queue on SQLite's own lock.)"""
         changes: builtins.list[Change] = []
         with self._writers:
             try:

@@ -28,14 +28,15 @@ from typing import Any
 #: what only some programs use is left for them to import.
 DEFAULT_PRELOAD = ("lumiflow.runtime.component",)
 
-_LOCALE = ("LANG", "LANGUAGE", "TZ", "HOME")
+#: Read at start-up besides PYTHON* and LC_*: the locale, the time zone, the user site.
+_STARTUP_VARS = ("LANG", "LANGUAGE", "TZ", "HOME")
 
 
 def _startup_keys(env: Mapping[str, str]) -> set[str]:
     return {
         k
         for k in env
-        if (k.startswith("PYTHON") and k != "PYTHONUNBUFFERED") or k.startswith("LC_") or k in _LOCALE
+        if (k.startswith("PYTHON") and k != "PYTHONUNBUFFERED") or k.startswith("LC_") or k in _STARTUP_VARS
     }
 
 
