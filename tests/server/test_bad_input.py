@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ApiHarness
+from tests.helpers import wait_until
 from tests.jobs import job_manifest
 
 pytestmark = pytest.mark.timeout(30)
@@ -144,8 +145,19 @@ def test_immutable_fields_and_stale_versions(api: ApiHarness) -> None:
     stale = json.loads(json.dumps(doc))
     stale["metadata"]["resourceVersion"] = "1"
     stale["metadata"]["labels"] = {"x": "y"}
-    current = api.request("GET", "/api/v1/profiles/admin/trainingjobs/fixed").json()
-    assert int(current["metadata"]["resourceVersion"]) > 1
+    # Stale once the controller has written the job's status (it races this test's requests).
+    wait_until(
+        lambda: (
+            int(
+                api.request("GET", "/api/v1/profiles/admin/trainingjobs/fixed").json()["metadata"][
+                    "resourceVersion"
+                ]
+            )
+            > 1
+        ),
+        timeout=10,
+        message="the controller's first status write",
+    )
     r = api.request("PUT", "/api/v1/profiles/admin/trainingjobs/fixed", json=stale)
     assert r.status_code == 409
     assert error_of(r)["field"] == "metadata.resourceVersion"
