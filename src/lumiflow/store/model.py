@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from lumiflow.common.timeutil import to_rfc3339
 
@@ -211,10 +211,12 @@ class Change:
     phase: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class MetricRecord:
+class MetricRecord(NamedTuple):
     """One point of a time series: ``name`` at ``step`` was ``value`` (``timestamp`` in seconds
-    since the epoch; ``source`` the collector that read it: stdout, file, tfevent, push)."""
+    since the epoch; ``source`` the collector that read it: stdout, file, tfevent, push).
+
+    A named tuple, not a dataclass: a pushed batch builds thousands per second, and a tuple in
+    the table's column order goes to the driver as it is."""
 
     name: str
     step: int

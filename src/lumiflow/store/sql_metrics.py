@@ -15,6 +15,10 @@ from lumiflow.store.sql_base import SQLBase
 
 _M = schema.metrics
 _C = schema.metric_cursors
+_EXISTS_SQL = "SELECT id FROM resources WHERE uid = ?"
+_INSERT_SQL = (
+    "INSERT INTO metrics (object_uid, name, step, value, timestamp, source) VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 class SQLMetrics(SQLBase):
@@ -25,6 +29,13 @@ class SQLMetrics(SQLBase):
         *,
         cursor: tuple[str, dict[str, Any]] | None = None,
     ) -> int:
+        if cursor is None and self._raw_path is not None:
+            # The push path (a replica's lumiflow.report): plain SQL on SQLite, see _raw_write.
+            with self._raw_write() as raw:
+                if raw.execute(_EXISTS_SQL, (uid,)).fetchone() is None:
+                    raise NotFound(f"no object with uid {uid!r}")
+                raw.executemany(_INSERT_SQL, [(uid, *r) for r in records])
+            return len(records)
         with self._write() as (conn, _changes):
             exists = conn.execute(
                 sa.select(schema.resources.c.id).where(schema.resources.c.uid == uid)

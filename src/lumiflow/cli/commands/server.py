@@ -191,7 +191,7 @@ def _up_detached(home: Path, settings: Settings, config_file: str | None, log_le
 def _serve(home: Path, settings: Settings, log_level: str) -> None:
     import uvicorn
 
-    from lumiflow.server.app import create_app
+    from lumiflow.server.app import create_app, served_app
     from lumiflow.server.platform import Platform
 
     logging.basicConfig(
@@ -215,7 +215,7 @@ def _serve(home: Path, settings: Settings, log_level: str) -> None:
         elif token:
             click.echo(f"admin token: in {platform.admin_token_path}")
         config = uvicorn.Config(
-            app,
+            served_app(app, platform),
             host=settings.server.host,
             port=settings.server.port,
             log_level=log_level,
