@@ -646,6 +646,17 @@ def test_a_status_write_names_its_writer_and_records_its_events(store: ResourceS
     events = store.list_events(uid=created.uid)
     assert [(e.reason, e.count) for e in events] == [("Running", 2)]
 
+    before = utcnow()
+    store.update_status_many(
+        [StatusWrite(KIND, "team-a", "job", {"phase": "Failed"}, events=(("Warning", "Failed", "x" * 5000),))]
+    )
+    store.update_status(KIND, "team-a", "job", {"phase": "Failed"}, events=[("Normal", "Running", "started")])
+    running, failed, newest = store.list_events(uid=created.uid)  # oldest first
+    assert (failed.type, failed.reason, failed.count, len(failed.message)) == ("Warning", "Failed", 1, 4000)
+    assert (newest.reason, newest.count) == ("Running", 1)  # not a repeat: another came between
+    assert running.first_timestamp <= running.last_timestamp <= before <= assert_utc(failed.first_timestamp)
+    assert assert_utc(newest.last_timestamp) >= failed.last_timestamp
+
 
 def test_subscribers_are_not_called_when_a_write_fails(store: ResourceStore) -> None:
     created = store.create(new_object("job", finalizers=["f"]))

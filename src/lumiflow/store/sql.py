@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 
 from lumiflow.common.errors import AlreadyExists, BadRequest, Conflict, NotFound
 from lumiflow.common.timeutil import utcnow
-from lumiflow.store import schema
+from lumiflow.store import schema, sqlite_fast
 from lumiflow.store.base import ResourceStore, StatusWrite
 from lumiflow.store.model import Change, Event, ListResult, StoredObject
 from lumiflow.store.selectors import Selector
@@ -138,6 +139,13 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
             "deletion_timestamp": None,
         }
         try:
+            if self._raw_path is not None:
+                with self._raw_write() as (raw, raw_changes):
+                    sqlite_fast.insert(
+                        raw, created, owner_uid=created.owner_uid, phase=_phase_of(created.status)
+                    )
+                    raw_changes.append(self._change(created, "created"))
+                return created
             with self._write() as (conn, changes):
                 conn.execute(_INSERT, values)
                 changes.append(self._change(created, "created"))
@@ -176,10 +184,16 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
         return _row_to_object(row)
 
     def get(self, kind: str, profile: str, name: str) -> StoredObject:
+        if self._raw_path is not None:
+            with self._raw_read() as raw:
+                return sqlite_fast.select_one(raw, kind, profile, name)
         with self._read() as conn:
             return self._select_one(conn, kind, profile, name)
 
     def versions(self, kind: str, *, profile: str, owner_uid: str) -> dict[str, int]:
+        if self._raw_path is not None:
+            with self._raw_read() as raw:
+                return dict(raw.execute(sqlite_fast.VERSIONS, (kind, profile, owner_uid)).fetchall())
         query = sa.select(_R.c.uid, _R.c.resource_version).where(
             _R.c.kind == kind, _R.c.profile == profile, _R.c.owner_uid == owner_uid
         )
@@ -189,6 +203,9 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
     def get_many(self, uids: Sequence[str]) -> builtins.list[StoredObject]:
         found: builtins.list[StoredObject] = []
         wanted = list(dict.fromkeys(uids))
+        if self._raw_path is not None:
+            with self._raw_read() as raw:
+                return sqlite_fast.select_uids(raw, wanted)
         with self._read() as conn:
             for start in range(0, len(wanted), 500):  # bounded IN lists
                 chunk = wanted[start : start + 500]
@@ -198,6 +215,9 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
         return found
 
     def get_by_uid(self, uid: str) -> StoredObject:
+        if self._raw_path is not None:
+            with self._raw_read() as raw:
+                return sqlite_fast.select_uid(raw, uid)
         with self._read() as conn:
             row = conn.execute(_SELECT_UID, {"b_uid": uid}).first()
         if row is None:
@@ -216,6 +236,23 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
         limit: int | None = None,
         continue_token: str | None = None,
     ) -> ListResult:
+        if (
+            self._raw_path is not None
+            and (selector is None or selector.empty)
+            and not (limit and limit > 0)
+            and not continue_token
+        ):
+            with self._raw_read() as raw:
+                return ListResult(
+                    sqlite_fast.select_list(
+                        raw,
+                        kind,
+                        profile=profile,
+                        profiles=None if profiles is None else list(profiles),
+                        phases=None if phases is None else list(phases),
+                        owner_uid=owner_uid,
+                    )
+                )
         query = sa.select(_R).where(_R.c.kind == kind)
         if profile is not None:
             query = query.where(_R.c.profile == profile)
@@ -372,11 +409,39 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
         events: Sequence[tuple[str, str, str]] = (),
     ) -> StoredObject:
         write = StatusWrite(kind, profile, name, status, expected_rv, writer=writer, events=tuple(events))
+        if self._raw_path is not None:
+            with self._raw_write() as (raw, changes):
+                return self._write_status_raw(raw, write, changes)
         with self._write() as (conn, changes):
             return self._write_status(conn, write, changes)
 
+    def _write_status_raw(
+        self, raw: sqlite3.Connection, write: StatusWrite, changes: builtins.list[Change]
+    ) -> StoredObject:
+        updated = sqlite_fast.write_status(
+            raw,
+            kind=write.kind,
+            profile=write.profile,
+            name=write.name,
+            status=write.status,
+            phase=_phase_of(write.status),
+            expected_rv=write.expected_rv,
+            now=utcnow(),
+            events=write.events,
+        )
+        changes.append(self._change(updated, "status", writer=write.writer))
+        return updated
+
     def update_status_many(self, writes: Sequence[StatusWrite]) -> builtins.list[StoredObject | None]:
         results: builtins.list[StoredObject | None] = []
+        if self._raw_path is not None:
+            with self._raw_write() as (raw, raw_changes):
+                for write in writes:
+                    try:
+                        results.append(self._write_status_raw(raw, write, raw_changes))
+                    except (NotFound, Conflict):
+                        results.append(None)
+            return results
         with self._write() as (conn, changes):
             for write in writes:
                 # A guarded UPDATE that matches nothing changes nothing: no savepoint needed.

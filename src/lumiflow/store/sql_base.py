@@ -9,6 +9,7 @@ module: they become AlreadyExists or StoreUnavailable.
 from __future__ import annotations
 
 import builtins
+import collections
 import logging
 import sqlite3
 import threading
@@ -98,12 +99,14 @@ class SQLBase:
             _sqlite_writers(url) if url.startswith("sqlite") else nullcontext()
         )
         database = self.engine.url.database
-        #: A file database's own path: hot appends (metric points) write through a plain
-        #: DB-API connection of their own (``_raw_write``); None elsewhere.
+        #: A file database's own path: the hot reads and writes go through plain DB-API
+        #: connections (``_raw_read``, ``_raw_write``, ``sqlite_fast``); None elsewhere.
         self._raw_path: str | None = (
             database if url.startswith("sqlite") and database and database != ":memory:" else None
         )
         self._raw_conn: sqlite3.Connection | None = None
+        self._raw_idle: collections.deque[sqlite3.Connection] = collections.deque()
+        self._raw_closed = False
         try:
             ensure_schema(self.engine, create_if_empty=create_schema)
         except OperationalError as exc:
@@ -135,27 +138,52 @@ class SQLBase:
                 raise StoreUnavailable(f"database error: {exc.orig}") from exc
         self._announce(changes)
 
-    @contextmanager
-    def _raw_write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction on the store's own DB-API connection (SQLite files only).
-
-        For appends on the hot path (a replica's metric points): SQLAlchemy's statement
-        building, pooling and events cost ~10× the insert itself there. The connection is used
-        only under the process's writer lock, so one is enough. Nothing is announced."""
+    def _raw_connect(self) -> sqlite3.Connection:
         assert self._raw_path is not None
+        conn = sqlite3.connect(self._raw_path, timeout=30, isolation_level=None, check_same_thread=False)
+        for pragma in ("synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON"):
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    @contextmanager
+    def _raw_read(self) -> Iterator[sqlite3.Connection]:
+        """A plain DB-API connection for the hot reads (SQLite files only; see sqlite_fast).
+
+        Autocommit, like ``_read``: each statement one WAL snapshot. Connections are pooled
+        (as many as ever read at once), not kept per thread: the API's worker threads come
+        and go."""
+        try:
+            conn = self._raw_idle.pop()
+        except IndexError:
+            conn = self._raw_connect()
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"database error: {exc}") from exc
+        finally:
+            if self._raw_closed:
+                conn.close()
+            else:
+                self._raw_idle.append(conn)
+
+    @contextmanager
+    def _raw_write(self) -> Iterator[tuple[sqlite3.Connection, list[Change]]]:
+        """One write transaction on the store's own DB-API connection (SQLite files only);
+        its changes are announced after the commit, as ``_write``'s.
+
+        For the hot writes (status writes, a replica's metric points): SQLAlchemy's statement
+        building, pooling and events cost ~10× the statement itself there. The connection is
+        used only under the process's writer lock, so one is enough. Not to be entered inside
+        a ``_write`` of the same thread (SQLite would make it wait for its own lock)."""
+        changes: builtins.list[Change] = []
         with self._writers:
             try:
                 conn = self._raw_conn
                 if conn is None:
-                    conn = sqlite3.connect(
-                        self._raw_path, timeout=30, isolation_level=None, check_same_thread=False
-                    )
-                    for pragma in ("synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON"):
-                        conn.execute(f"PRAGMA {pragma}")
-                    self._raw_conn = conn
+                    conn = self._raw_conn = self._raw_connect()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    yield conn
+                    yield conn, changes
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
@@ -164,6 +192,7 @@ class SQLBase:
                 raise AlreadyExists(f"already exists: {exc}") from exc
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"database error: {exc}") from exc
+        self._announce(changes)
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
@@ -190,8 +219,11 @@ class SQLBase:
             self._subscribers.append(callback)
 
     def close(self) -> None:
+        self._raw_closed = True
         with self._writers:
             if self._raw_conn is not None:
                 self._raw_conn.close()
                 self._raw_conn = None
+        while self._raw_idle:
+            self._raw_idle.pop().close()
         self.engine.dispose()

@@ -6,6 +6,7 @@ import builtins
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from lumiflow.common.errors import NotFound
@@ -19,6 +20,12 @@ _EXISTS_SQL = "SELECT id FROM resources WHERE uid = ?"
 _INSERT_SQL = (
     "INSERT INTO metrics (object_uid, name, step, value, timestamp, source) VALUES (?, ?, ?, ?, ?, ?)"
 )
+_UPSERT_CURSOR_SQL = (
+    "INSERT INTO metric_cursors (object_uid, source, state) VALUES (?, ?, ?)"
+    " ON CONFLICT (object_uid, source) DO UPDATE SET state = excluded.state"
+)
+_CURSOR_SQL = "SELECT state FROM metric_cursors WHERE object_uid = ? AND source = ?"
+_LIST_SQL = "SELECT name, step, value, timestamp, source FROM metrics WHERE object_uid = ?"
 
 
 class SQLMetrics(SQLBase):
@@ -29,12 +36,16 @@ class SQLMetrics(SQLBase):
         *,
         cursor: tuple[str, dict[str, Any]] | None = None,
     ) -> int:
-        if cursor is None and self._raw_path is not None:
-            # The push path (a replica's lumiflow.report): plain SQL on SQLite, see _raw_write.
-            with self._raw_write() as raw:
-                if raw.execute(_EXISTS_SQL, (uid,)).fetchone() is None:
+        if self._raw_path is not None:
+            # Plain SQL on a SQLite file (see _raw_write): the push path and every collector's.
+            with self._raw_write() as (raw, _changes):
+                if not raw.execute(_EXISTS_SQL, (uid,)).fetchall():
                     raise NotFound(f"no object with uid {uid!r}")
-                raw.executemany(_INSERT_SQL, [(uid, *r) for r in records])
+                if records:
+                    raw.executemany(_INSERT_SQL, [(uid, *r) for r in records])
+                if cursor is not None:
+                    source, state = cursor
+                    raw.execute(_UPSERT_CURSOR_SQL, (uid, source, orjson.dumps(state).decode()))
             return len(records)
         with self._write() as (conn, _changes):
             exists = conn.execute(
@@ -67,6 +78,10 @@ class SQLMetrics(SQLBase):
         return len(records)
 
     def metric_cursor(self, uid: str, source: str) -> dict[str, Any] | None:
+        if self._raw_path is not None:
+            with self._raw_read() as raw:
+                rows = raw.execute(_CURSOR_SQL, (uid, source)).fetchall()
+            return dict(orjson.loads(rows[0][0])) if rows else None
         with self._read() as conn:
             row = conn.execute(
                 sa.select(_C.c.state).where(_C.c.object_uid == uid, _C.c.source == source)
@@ -76,6 +91,17 @@ class SQLMetrics(SQLBase):
     def list_metrics(
         self, uid: str, *, names: Iterable[str] | None = None, limit: int = 100_000
     ) -> builtins.list[MetricRecord]:
+        if self._raw_path is not None:
+            wanted = None if names is None else list(names)
+            sql, params = _LIST_SQL, [uid]
+            if wanted is not None:
+                if not wanted:
+                    return []
+                sql = f"{sql} AND name IN ({', '.join('?' * len(wanted))})"
+                params.extend(wanted)
+            with self._raw_read() as raw:
+                found = raw.execute(f"{sql} ORDER BY name, step, id LIMIT ?", (*params, limit)).fetchall()
+            return [MetricRecord(n, int(st), float(v), float(t), src) for n, st, v, t, src in found]
         query = sa.select(_M.c.name, _M.c.step, _M.c.value, _M.c.timestamp, _M.c.source).where(
             _M.c.object_uid == uid
         )
