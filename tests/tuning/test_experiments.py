@@ -457,3 +457,87 @@ def test_katib_numbers_as_strings_and_hyphenated_names_are_accepted(api: Any) ->
     assert 0.5 <= float(values["momentum"]) <= 0.99
     assert values["optimizer"] in ("sgd", "adam") and values["batch"] in ("16", "32", "64")
     assert json.loads(json.dumps(trial["spec"]["samplerAttrs"]))  # the sampler's notes are plain JSON
+
+
+def _resumable(name: str, script: Path, policy: str | None) -> dict[str, Any]:
+    manifest = experiment(
+        name,
+        parameters=BRANIN_SPACE,
+        command=python(script, "--x1=${trialParameters.x1}", "--x2=${trialParameters.x2}"),
+        metric="branin",
+        algorithm="tpe",
+        parallel=2,
+        max_trials=2,
+    )
+    if policy is not None:
+        manifest["spec"]["resumePolicy"] = policy
+    return manifest
+
+
+def _with_budget(manifest: dict[str, Any], budget: int) -> dict[str, Any]:
+    changed = json.loads(json.dumps(manifest))
+    changed["spec"]["maxTrialCount"] = budget
+    return changed
+
+
+@pytest.mark.timeout(120)
+def test_a_long_running_experiment_restarts_when_its_budget_is_raised(api: Any, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "branin.py", BRANIN)
+    manifest = _resumable("resume", script, "LongRunning")
+    _apply(api, manifest)
+    first = wait_experiment(api, "resume", timeout=60)["status"]
+    assert (first["phase"], first["reason"], first["trials"]) == (
+        "Succeeded",
+        "ExperimentMaxTrialsReached",
+        2,
+    )
+
+    r = api.request("POST", "/api/v1/apply", json=manifest)  # unchanged: nothing to refuse or do
+    assert r.status_code == 200, r.text
+    assert r.json()["status"]["phase"] == "Succeeded"
+    r = api.request("POST", "/api/v1/apply", json=_with_budget(manifest, 1))
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "spec.maxTrialCount", r.json()
+    assert "more than the 2 trials it has run" in r.json()["message"], r.json()
+    r = api.request("POST", "/api/v1/apply", json=_with_budget(manifest, 5))
+    assert r.status_code == 200, r.text
+
+    def resumed() -> dict[str, Any] | None:
+        status = get_experiment(api, "resume")["status"]
+        done = status.get("phase") == "Succeeded" and status.get("trials") == 5
+        return status if done else None
+
+    status = wait_until(resumed, timeout=60, interval=0.2, message="the experiment to run 5 trials")
+    assert status["reason"] == "ExperimentMaxTrialsReached"
+    names = [t["metadata"]["name"] for t in trials(api, "resume")]
+    assert len(names) == len(set(names)) == 5
+    assert all(t["status"]["phase"] == "Succeeded" for t in trials(api, "resume"))
+    events = api.request("GET", "/api/v1/profiles/admin/experiments/resume/events").json()["items"]
+    assert any(e["reason"] == "Restarted" and "maxTrialCount is now 5" in e["message"] for e in events), (
+        events
+    )
+
+
+@pytest.mark.timeout(120)
+def test_an_ended_experiment_that_cannot_restart_refuses_changes(api: Any, tmp_path: Path) -> None:
+    script = write_script(tmp_path, "branin.py", BRANIN)
+    manifest = _resumable("never", script, None)  # Katib's default: Never
+    _apply(api, manifest)
+    before = wait_experiment(api, "never", timeout=60)
+
+    r = api.request("POST", "/api/v1/apply", json=_with_budget(manifest, 4))
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["field"] == "spec.maxTrialCount", body
+    assert "cannot be restarted" in body["message"], body
+    assert "resumePolicy is Never" in body["message"], body
+    changed = json.loads(json.dumps(manifest))
+    changed["spec"]["resumePolicy"] = "LongRunning"  # not a way around it: the policy is fixed
+    r = api.request("POST", "/api/v1/apply", json=changed)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "spec.resumePolicy", r.json()
+
+    after = get_experiment(api, "never")
+    assert after["spec"]["maxTrialCount"] == 2
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert len(trials(api, "never")) == 2

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from lumiflow.common.errors import ValidationFailed
 from lumiflow.resources.frameworks import FieldError
 from lumiflow.resources.meta import Condition, Lenient, ResourceModel, Strict
 from lumiflow.resources.tuning_catalog import (
@@ -622,12 +623,48 @@ def parse_condition(expr: str, *, what: str) -> tuple[str, str]:
     return CONDITION_SYNONYMS.get(kind, kind), match.group("status")
 
 
-def check_update(old: dict[str, Any], new: dict[str, Any]) -> None:
-    """What may change in a running experiment: the trial budget and parallelism (as in
-    Katib); the search itself (objective, space, algorithm, template) may not."""
-    mutable = ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount", "resumePolicy")
+#: Katib's reason for an experiment that ran its maxTrialCount trials: the one ending that a
+#: resumePolicy other than Never lets a user restart (by raising maxTrialCount).
+MAX_TRIALS_REACHED = "ExperimentMaxTrialsReached"
+
+
+def restartable(spec: dict[str, Any], status: dict[str, Any]) -> bool:
+    """Katib's rule: an experiment that succeeded by reaching maxTrialCount, and whose
+    resumePolicy is LongRunning or FromVolume, may be restarted with a larger budget."""
+    policy = spec.get("resumePolicy") or ResumePolicy.NEVER.value
+    return (
+        status.get("phase") == "Succeeded"
+        and status.get("reason") == MAX_TRIALS_REACHED
+        and policy != ResumePolicy.NEVER.value
+    )
+
+
+def check_update(old: dict[str, Any], new: dict[str, Any], status: dict[str, Any]) -> None:
+    """What may change: in a running experiment the trial budget and parallelism (as in
+    Katib), never the search itself (objective, space, algorithm, template, resumePolicy);
+    in an ended one nothing, unless it is ``restartable`` and the new maxTrialCount leaves
+    room for more trials than it has run."""
+    mutable = ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount")
     for key in sorted(set(old) | set(new)):
         if key in mutable:
             continue
         if old.get(key) != new.get(key):
             raise ValueError(f"spec.{key}")
+    if status.get("phase") not in ("Succeeded", "Failed") or old == new:
+        return
+    changed = next(f"spec.{key}" for key in mutable if old.get(key) != new.get(key))
+    if not restartable(old, status):
+        policy = old.get("resumePolicy") or ResumePolicy.NEVER.value
+        raise ValidationFailed(
+            f"the experiment has ended ({status.get('reason') or status.get('phase')}) and cannot be "
+            f"restarted: only one that succeeded by reaching maxTrialCount, with resumePolicy "
+            f"LongRunning or FromVolume, can be (its resumePolicy is {policy})",
+            field=changed,
+        )
+    ran = int(status.get("trials") or 0)
+    budget = new.get("maxTrialCount")
+    if budget is not None and budget <= ran:
+        raise ValidationFailed(
+            f"to restart the experiment, maxTrialCount must be more than the {ran} trials it has run",
+            field="spec.maxTrialCount",
+        )

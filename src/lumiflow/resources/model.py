@@ -54,7 +54,7 @@ class Model(ResourceModel):
     status: dict[str, Any] = Field(default_factory=dict)
 
 
-def check_update(old: dict[str, Any], new: dict[str, Any]) -> None:
+def check_update(old: dict[str, Any], new: dict[str, Any], _status: dict[str, Any]) -> None:
     for key in sorted(set(old) | set(new)):
         if key not in ("stage", "description") and old.get(key) != new.get(key):
             raise ValueError(f"spec.{key}")

@@ -111,13 +111,13 @@ class PipelineRun(ResourceModel):
     status: PipelineRunStatus = Field(default_factory=PipelineRunStatus)
 
 
-def check_run_update(old: dict[str, Any], new: dict[str, Any]) -> None:
+def check_run_update(old: dict[str, Any], new: dict[str, Any], _status: dict[str, Any]) -> None:
     """Only ``terminate`` may change once a run exists."""
     for key in sorted(set(old) | set(new)):
         if key != "terminate" and old.get(key) != new.get(key):
             raise ValueError(f"spec.{key}")
 
 
-def check_version_update(old: dict[str, Any], new: dict[str, Any]) -> None:
+def check_version_update(old: dict[str, Any], new: dict[str, Any], _status: dict[str, Any]) -> None:
     if old != new:
         raise ValueError("spec")

@@ -42,7 +42,9 @@ from lumiflow.resources.workload import OWNER_FINALIZER, Workload
 from lumiflow.store.model import StoredObject
 
 Converter = Callable[[dict[str, Any]], dict[str, Any]]
-UpdateCheck = Callable[[dict[str, Any], dict[str, Any]], None]
+#: (stored spec, new spec, stored status): raises ValueError(field) for an immutable field that
+#: changed, or a LumiflowError of its own for an update the object's state refuses.
+UpdateCheck = Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], None]
 #: (field prefix as stored, as the external shape spells it), most specific first.
 FieldMap = tuple[tuple[str, str], ...]
 

@@ -394,7 +394,7 @@ class TrainingJob(ResourceModel):
 MUTABLE_RUN_POLICY = ("suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "backoffLimit")
 
 
-def check_update(old: dict[str, Any], new: dict[str, Any]) -> None:
+def check_update(old: dict[str, Any], new: dict[str, Any], _status: dict[str, Any]) -> None:
     """Raises ValueError naming the first immutable field that changed."""
     for key in set(old) | set(new):
         if key == "runPolicy":

@@ -344,7 +344,7 @@ class ResourceService:
             raise Conflict(f"{info.kind} {obj.name!r} is being deleted", field=DELETING)
         if info.check_update is not None:
             try:
-                info.check_update(current.spec, obj.spec)
+                info.check_update(current.spec, obj.spec, current.status)
             except ValueError as exc:
                 raise ValidationFailed(
                     f"{exc} cannot be changed after creation (delete and re-create the {info.kind})",

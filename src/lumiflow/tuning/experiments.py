@@ -42,6 +42,7 @@ from lumiflow.resources.experiment import (
     TrialPhase,
     TrialSpec,
     render,
+    restartable,
     trial_values,
 )
 from lumiflow.resources.tuning_catalog import canonical_algorithm
@@ -131,6 +132,8 @@ class ExperimentController(Controller):
             events.append(("Normal", "Created", f"searching with {exp.spec.algorithm.algorithmName}"))
         result = DONE
         observed = [self._observe(exp, t, obj) for t in trials]
+        if self._restart(exp, obj, status, len(trials), now):
+            events.append(("Normal", "Restarted", status.message or ""))
         if status.phase.is_terminal():
             self._stop_all(observed, "Killed", f"experiment {obj.name} has ended")
         else:
@@ -415,6 +418,26 @@ class ExperimentController(Controller):
         status.completionTime = now
         set_condition(status.conditions, "Running", False, reason=reason, message=message, now=now)
         set_condition(status.conditions, phase.value, True, reason=reason, message=message, now=now)
+
+    @staticmethod
+    def _restart(exp: Experiment, obj: StoredObject, status: ExperimentStatus, ran: int, now: str) -> bool:
+        """Katib's resume: an experiment that succeeded by running its maxTrialCount trials,
+        whose resumePolicy is not Never, runs again once maxTrialCount leaves room for more
+        (the update check refuses any other change to an ended experiment). Its search goes
+        on from the trials in the store, as after a server restart."""
+        budget = exp.spec.maxTrialCount
+        if not restartable(obj.spec, obj.status) or (budget is not None and budget <= ran):
+            return False
+        message = (
+            f"maxTrialCount is now {budget}" if budget is not None else "maxTrialCount was removed"
+        ) + f": the search resumes from its {ran} trials"
+        status.phase = ExperimentPhase.RUNNING
+        status.reason, status.message, status.completionTime = "ExperimentRestarting", message, None
+        for kind, value in (("Succeeded", False), ("Running", True)):
+            set_condition(
+                status.conditions, kind, value, reason="ExperimentRestarting", message=message, now=now
+            )
+        return True
 
     def _summarise(self, exp: Experiment, status: ExperimentStatus, observed: list[Observed]) -> None:
         extra: dict[str, Any] = status.model_extra if status.model_extra is not None else {}
