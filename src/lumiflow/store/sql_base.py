@@ -155,7 +155,10 @@ class SQLBase:
         try:
             conn = self._raw_idle.pop()
         except IndexError:
-            conn = self._raw_connect()
+            try:
+                conn = self._raw_connect()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot open the database: {exc}") from exc
         try:
             yield conn
         except sqlite3.Error as exc:
