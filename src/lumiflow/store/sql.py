@@ -11,7 +11,8 @@ import builtins
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -409,11 +410,18 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
         events: Sequence[tuple[str, str, str]] = (),
     ) -> StoredObject:
         write = StatusWrite(kind, profile, name, status, expected_rv, writer=writer, events=tuple(events))
+        with self._status_writes() as write_one:
+            return write_one(write)
+
+    @contextmanager
+    def _status_writes(self) -> Iterator[Callable[[StatusWrite], StoredObject]]:
+        """One transaction of status writes: plain SQL on a SQLite file, SQLAlchemy elsewhere."""
         if self._raw_path is not None:
-            with self._raw_write() as (raw, changes):
-                return self._write_status_raw(raw, write, changes)
-        with self._write() as (conn, changes):
-            return self._write_status(conn, write, changes)
+            with self._raw_write() as (raw, raw_changes):
+                yield lambda write: self._write_status_raw(raw, write, raw_changes)
+        else:
+            with self._write() as (conn, changes):
+                yield lambda write: self._write_status(conn, write, changes)
 
     def _write_status_raw(
         self, raw: sqlite3.Connection, write: StatusWrite, changes: builtins.list[Change]
@@ -434,19 +442,11 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
 
     def update_status_many(self, writes: Sequence[StatusWrite]) -> builtins.list[StoredObject | None]:
         results: builtins.list[StoredObject | None] = []
-        if self._raw_path is not None:
-            with self._raw_write() as (raw, raw_changes):
-                for write in writes:
-                    try:
-                        results.append(self._write_status_raw(raw, write, raw_changes))
-                    except (NotFound, Conflict):
-                        results.append(None)
-            return results
-        with self._write() as (conn, changes):
+        with self._status_writes() as write_one:
             for write in writes:
                 # A guarded UPDATE that matches nothing changes nothing: no savepoint needed.
                 try:
-                    results.append(self._write_status(conn, write, changes))
+                    results.append(write_one(write))
                 except (NotFound, Conflict):
                     results.append(None)
         return results
