@@ -51,7 +51,9 @@ def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # Gone between the signal and the read: opening /proc/PID/stat can succeed and the
+        # read then fail with ESRCH once the process is reaped.
         return False
 
 
