@@ -119,6 +119,21 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
             updated_at=now,
             deletion_timestamp=None,
         )
+        try:
+            if self._raw_path is not None:
+                with self._raw_write() as (raw, raw_changes):
+                    sqlite_fast.insert(raw, created, phase=_phase_of(created.status))
+                    raw_changes.append(self._change(created, "created"))
+            else:
+                self._insert(created)
+        except AlreadyExists:
+            where = f" in profile {obj.profile}" if obj.profile else ""
+            raise AlreadyExists(
+                f"{obj.kind} {obj.name!r} already exists{where}", field="metadata.name"
+            ) from None
+        return created
+
+    def _insert(self, created: StoredObject) -> None:
         values = {
             "uid": created.uid,
             "kind": created.kind,
@@ -133,29 +148,15 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
             "spec": created.spec,
             "status": created.status,
             "phase": _phase_of(created.status),
-            "resource_version": 1,
-            "generation": 1,
-            "created_at": now,
-            "updated_at": now,
+            "resource_version": created.resource_version,
+            "generation": created.generation,
+            "created_at": created.created_at,
+            "updated_at": created.updated_at,
             "deletion_timestamp": None,
         }
-        try:
-            if self._raw_path is not None:
-                with self._raw_write() as (raw, raw_changes):
-                    sqlite_fast.insert(
-                        raw, created, owner_uid=created.owner_uid, phase=_phase_of(created.status)
-                    )
-                    raw_changes.append(self._change(created, "created"))
-                return created
-            with self._write() as (conn, changes):
-                conn.execute(_INSERT, values)
-                changes.append(self._change(created, "created"))
-        except AlreadyExists:
-            where = f" in profile {obj.profile}" if obj.profile else ""
-            raise AlreadyExists(
-                f"{obj.kind} {obj.name!r} already exists{where}", field="metadata.name"
-            ) from None
-        return created
+        with self._write() as (conn, changes):
+            conn.execute(_INSERT, values)
+            changes.append(self._change(created, "created"))
 
     @staticmethod
     def _change(obj: StoredObject, type_: str, *, writer: str | None = None) -> Change:
@@ -202,11 +203,11 @@ class SQLStore(SQLAccounts, SQLMetrics, SQLLineage, ResourceStore):
             return {row.uid: row.resource_version for row in conn.execute(query)}
 
     def get_many(self, uids: Sequence[str]) -> builtins.list[StoredObject]:
-        found: builtins.list[StoredObject] = []
         wanted = list(dict.fromkeys(uids))
         if self._raw_path is not None:
             with self._raw_read() as raw:
                 return sqlite_fast.select_uids(raw, wanted)
+        found: builtins.list[StoredObject] = []
         with self._read() as conn:
             for start in range(0, len(wanted), 500):  # bounded IN lists
                 chunk = wanted[start : start + 500]

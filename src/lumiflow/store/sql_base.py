@@ -35,6 +35,11 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+#: Set on every SQLite connection, SQLAlchemy's and the plain ones (WAL is the file's own mode,
+#: set once by SQLAlchemy's connections).
+_SQLITE_PRAGMAS = ("synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON")
+
+
 def make_engine(url: str, *, pool_size: int = 8) -> sa.Engine:
     """An engine configured for lumiflow's access pattern (many short transactions)."""
     json_args: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
@@ -54,9 +59,8 @@ def make_engine(url: str, *, pool_size: int = 8) -> sa.Engine:
             dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
+            for pragma in _SQLITE_PRAGMAS:
+                cur.execute(f"PRAGMA {pragma}")
             cur.close()
 
         @sa_event.listens_for(engine, "begin")
@@ -141,7 +145,7 @@ class SQLBase:
     def _raw_connect(self) -> sqlite3.Connection:
         assert self._raw_path is not None
         conn = sqlite3.connect(self._raw_path, timeout=30, isolation_level=None, check_same_thread=False)
-        for pragma in ("synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON"):
+        for pragma in _SQLITE_PRAGMAS:
             conn.execute(f"PRAGMA {pragma}")
         return conn
 

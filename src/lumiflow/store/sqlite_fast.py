@@ -156,7 +156,7 @@ def select_list(
     return [to_object(row) for row in conn.execute(f"{sql} ORDER BY profile, name", params).fetchall()]
 
 
-def insert(conn: sqlite3.Connection, obj: StoredObject, *, owner_uid: str | None, phase: str) -> None:
+def insert(conn: sqlite3.Connection, obj: StoredObject, *, phase: str) -> None:
     """``sql.SQLStore.create``'s INSERT of an object whose server fields are set."""
     dumps = orjson.dumps
     assert obj.created_at is not None
@@ -172,7 +172,7 @@ def insert(conn: sqlite3.Connection, obj: StoredObject, *, owner_uid: str | None
             dumps(obj.labels).decode(),
             dumps(obj.annotations).decode(),
             dumps(obj.owner_references).decode(),
-            owner_uid,
+            obj.owner_uid,
             dumps(obj.finalizers).decode(),
             dumps(obj.spec).decode(),
             dumps(obj.status).decode(),
